@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 COMPAT_VENV ?= .venv-core215
 PLAYBOOK ?= configure.yaml
 PYTEST := $(BIN)/python -m pytest
+# testinfra's Ansible backend and the harness call ansible-* by name.
+export PATH := $(abspath $(BIN)):$(PATH)
+# The MNIST test files; CI keeps them in ../shared/data/mnist.
+export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv lint unit compat aws test clean
+.PHONY: help venv lint unit compat aws localcloud e2e infra e2e-full run run-fast bench cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -18,6 +22,10 @@ help:
 	@echo "make unit    the static test layer (tests/unit)"
 	@echo "make compat  syntax-check under ansible-core 2.15"
 	@echo "make aws     AWS provisioning tests against a local moto server"
+	@echo "make e2e     local cloud, infra and fast end-to-end layers (needs Docker; root starts it)"
+	@echo "make e2e-full  the user's exact configuration on a local VM (79 iterations)"
+	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
+	@echo "make bench   time each phase of a fast run and a second, idempotent run"
 
 venv: $(STAMP)
 
@@ -45,7 +53,29 @@ compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -c "import ansible.release as r; print('ansible-core', r.__version__)"
 	ANSIBLE_CONFIG=ansible.cfg $(COMPAT_VENV)/bin/ansible-playbook --syntax-check -i inventory.yaml $(PLAYBOOK)
 
-test: unit compat
+aws: $(STAMP)
+	$(PYTEST) tests/aws
+
+# The local cloud tests, the infra checks and the fast e2e share one VM session.
+e2e: $(STAMP)
+	$(PYTEST) -m "not slow" tests/infra tests/e2e
+
+e2e-full: $(STAMP)
+	$(PYTEST) -m slow tests/e2e
+
+run: $(STAMP)
+	$(BIN)/dcgan-harness run $(RUN_ARGS)
+
+run-fast: $(STAMP)
+	$(BIN)/dcgan-harness run --fast $(RUN_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m dcgan_harness.bench --output bench-results.json
+
+cloud-down: $(STAMP)
+	$(BIN)/dcgan-harness cloud down
+
+test: unit compat e2e
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache

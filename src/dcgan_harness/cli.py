@@ -7,6 +7,8 @@ exit status 2, so users and grading scripts never see a bare traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -31,18 +33,43 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# Subcommands that own their arguments: module and help line. Imported on use,
+# so `check` stays fast and needs neither Docker nor boto3.
+DELEGATED = {
+    "run": ("localrun", "run configure.yaml on fresh local VMs and fetch output.txt"),
+    "cloud": ("localcloud", "start, list and remove local VMs (up --nodes N, status, down)"),
+    "parse": ("output", "parse an output.txt and say whether it holds complete epochs"),
+    "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
+    "aws": ("aws", "check the AWS settings and the instances against the spec"),
+    "bench": ("bench", "time each phase of a fast local run and write a JSON report"),
+}
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    module = importlib.import_module(f"{__package__}.{DELEGATED[command][0]}")
+    if "prog" in inspect.signature(module.main).parameters:
+        return module.main(rest, prog=f"dcgan-harness {command}")
+    return module.main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcgan-harness", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run the playbook rules on a configure.yaml")
     check.add_argument("playbook", nargs="?", type=Path, default=Path("configure.yaml"))
     check.set_defaults(handler=_check)
+    # Listed for --help only: main() hands their arguments over untouched.
+    for name, (_, help_line) in DELEGATED.items():
+        commands.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in DELEGATED:
+            return _delegate(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)

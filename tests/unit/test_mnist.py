@@ -12,10 +12,14 @@ from dcgan_harness.mnist import IMAGES_FILE, LABELS_FILE, MnistError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_MNIST_DIR = Path(os.environ.get("DCGAN_MNIST_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
 
-needs_real_mnist = pytest.mark.skipif(
-    not (REAL_MNIST_DIR / IMAGES_FILE).is_file() or not (REAL_MNIST_DIR / LABELS_FILE).is_file(),
-    reason=f"no MNIST test files in {REAL_MNIST_DIR} (set DCGAN_MNIST_DIR)",
-)
+
+
+@pytest.fixture(scope="module")
+def real_mnist_dir():
+    """The published test files; their absence fails the tests, so set DCGAN_MNIST_DIR."""
+    for name in (IMAGES_FILE, LABELS_FILE):
+        assert (REAL_MNIST_DIR / name).is_file(), f"no {name} in {REAL_MNIST_DIR}: set DCGAN_MNIST_DIR to the MNIST folder"
+    return REAL_MNIST_DIR
 
 
 def idx_bytes(dims, payload):
@@ -201,19 +205,17 @@ def test_cli_reports_errors_on_one_line(tmp_path, capsys):
 # --- the published files -----------------------------------------------------------
 
 
-@needs_real_mnist
-def test_real_files_match_published_sums():
-    paths = mnist.verify_test_files(REAL_MNIST_DIR)
+def test_real_files_match_published_sums(real_mnist_dir):
+    paths = mnist.verify_test_files(real_mnist_dir)
     assert set(paths) == {IMAGES_FILE, LABELS_FILE}
 
 
-@needs_real_mnist
-def test_real_subset_holds_first_images(tmp_path):
-    written = mnist.write_subset(REAL_MNIST_DIR, tmp_path, 256)
+def test_real_subset_holds_first_images(tmp_path, real_mnist_dir):
+    written = mnist.write_subset(real_mnist_dir, tmp_path, 256)
     images = read_gz(written[IMAGES_FILE])
     labels = read_gz(written[LABELS_FILE])
-    original_images = read_gz(REAL_MNIST_DIR / IMAGES_FILE)
-    original_labels = read_gz(REAL_MNIST_DIR / LABELS_FILE)
+    original_images = read_gz(real_mnist_dir / IMAGES_FILE)
+    original_labels = read_gz(real_mnist_dir / LABELS_FILE)
 
     assert struct.unpack(">4I", images[:16]) == (0x803, 256, 28, 28)
     assert struct.unpack(">2I", labels[:8]) == (0x801, 256)

@@ -1,0 +1,737 @@
+"""A disposable local cloud: containers that look like Ubuntu/Debian VMs to Ansible.
+
+    python -m dcgan_harness.localcloud up --nodes 2   # prints the inventory path
+    python -m dcgan_harness.localcloud status
+    python -m dcgan_harness.localcloud down            # removes every VM, also of killed runs
+
+Each VM boots systemd as PID 1, runs sshd on a loopback port, and can run the
+Docker engine the playbook installs (nested containers included). Each run
+has its own id, so parallel runs (CI jobs, pytest workers) never collide, and
+every container and volume carries labels, so `down` finds what a killed run
+left behind. `serve_app` serves an application folder as a git repository the
+VMs can clone, standing in for GitHub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import yaml
+
+from .engine import LocalCloudError, ensure_engine, one_line_errors, progress, try_connect
+from .images import (
+    GIT_DAEMON_PORT,
+    PROJECT_LABEL,
+    PROJECT_VALUE,
+    REGISTRY_NAME,
+    ROLE_LABEL,
+    ensure_services_image,
+    prepare_images,
+    project_labels,
+    project_root,
+    tar_folder,
+)
+
+RUN_LABEL = "dcgan.localcloud.run"
+NODE_LABEL = "dcgan.localcloud.node"
+VM_PREFIX = "dcgan-vm"
+GIT_PREFIX = "dcgan-git"
+BOOT_TIMEOUT_S = 180.0
+SSH_TIMEOUT_S = 30.0
+RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
+SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+# Deterministic identity and date: the same folder always gives the same commit.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "dcgan-harness localcloud",
+    "GIT_AUTHOR_EMAIL": "localcloud@dcgan-harness.invalid",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
+    "GIT_COMMITTER_NAME": "dcgan-harness localcloud",
+    "GIT_COMMITTER_EMAIL": "localcloud@dcgan-harness.invalid",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One container of the local cloud as `status` sees it."""
+
+    name: str
+    role: str  # vm, git or registry
+    state: str
+    run_id: str
+    node: str = ""
+    ssh_port: int | None = None
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """What `up` hands over: enough to run ansible-playbook against the VMs."""
+
+    run_id: str
+    inventory: Path
+    key: Path
+    vms: list[Machine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServedApp:
+    url: str
+    commit: str
+    name: str
+
+
+# --- Names, folders, checks that need no Docker -------------------------------------
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_PATTERN.match(run_id):
+        raise LocalCloudError(
+            f"run id {run_id!r} is not usable in container names; use 1-24 lowercase letters, digits or dashes"
+        )
+    return run_id
+
+
+def node_name(index: int) -> str:
+    return f"compute{index:02d}"
+
+
+def vm_name(run_id: str, node: str) -> str:
+    return f"{VM_PREFIX}-{run_id}-{node}"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("DCGAN_LOCALCLOUD_STATE", project_root() / ".localcloud"))
+
+
+def state_dir(run_id: str) -> Path:
+    return state_root() / run_id
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Fail with the fix when something already listens on the port we want to publish."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Only a listener should count as "in use", not connections in TIME_WAIT.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise LocalCloudError(_port_in_use_message(port, host)) from None
+            raise
+
+
+def _port_in_use_message(port: int, host: str = "127.0.0.1") -> str:
+    return (
+        f"SSH port {host}:{port} is already in use; stop what listens there (ss -ltnp 'sport = :{port}') "
+        "or pass another --ssh-port-base, or none to pick free ports"
+    )
+
+
+def choose_ssh_ports(nodes: int, base: int | None = None) -> list[int]:
+    """Loopback ports for the VMs' SSH: base, base+1, ... or free ones the kernel picks."""
+    if base is not None:
+        ports = [base + i for i in range(nodes)]
+        for port in ports:
+            check_port_free(port)
+        return ports
+    # All probes stay open until every port is chosen, so no two VMs get the same one.
+    probes = []
+    try:
+        for _ in range(nodes):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.bind(("127.0.0.1", 0))
+            probes.append(probe)
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def check_key_permissions(key: Path) -> None:
+    """ssh refuses a private key others can read; say so before Ansible does, with the fix."""
+    mode = stat.S_IMODE(key.stat().st_mode)
+    if mode & 0o077:
+        raise LocalCloudError(f"SSH key {key} has mode {mode:04o}, readable by others; run: chmod 600 {key}")
+
+
+def ensure_ssh_key(folder: Path, comment: str = "dcgan-localcloud") -> Path:
+    """An ed25519 key pair for the run, made once; an existing one is reused if safe."""
+    key = folder / "id_ed25519"
+    if key.exists():
+        check_key_permissions(key)
+        if not key.with_suffix(".pub").exists():
+            public = _ssh_keygen(["-y", "-f", str(key)])
+            key.with_suffix(".pub").write_text(public)
+        return key
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    _ssh_keygen(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)])
+    os.chmod(key, 0o600)
+    return key
+
+
+def _ssh_keygen(args: list[str]) -> str:
+    if shutil.which("ssh-keygen") is None:
+        raise LocalCloudError(
+            "ssh-keygen is missing; install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client)"
+        )
+    proc = subprocess.run(["ssh-keygen", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LocalCloudError(f"ssh-keygen {' '.join(args)} failed: {proc.stderr.strip()[:160]}")
+    return proc.stdout
+
+
+def write_inventory(path: Path, vms: list[Machine], key: Path) -> Path:
+    """An inventory shaped like the project's inventory.yaml, pointing at the VMs."""
+    hosts = {
+        vm.node: {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": vm.ssh_port,
+            "ansible_user": "ubuntu",
+            "ansible_ssh_private_key_file": str(key.resolve()),
+            "ansible_ssh_common_args": SSH_COMMON_ARGS,
+            # The VM's address on the Docker bridge, where the other VMs reach it.
+            "localcloud_ip": vm.ip,
+        }
+        for vm in vms
+    }
+    header = f"# Local cloud run {vms[0].run_id if vms else '?'}: written by `up`, deleted by `down`.\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump({"cloud": {"hosts": hosts}}, sort_keys=False))
+    return path
+
+
+# --- VMs -------------------------------------------------------------------------
+
+
+@one_line_errors
+def up(
+    nodes: int = 1,
+    run_id: str | None = None,
+    ssh_port_base: int | None = None,
+    boot_timeout: float = BOOT_TIMEOUT_S,
+    client: docker.DockerClient | None = None,
+) -> Cloud:
+    """Start N VMs, wait until each answers SSH, write their inventory."""
+    if nodes < 1:
+        raise LocalCloudError(f"--nodes must be at least 1, not {nodes}")
+    run_id = check_run_id(run_id or new_run_id())
+    # Everything that can fail without Docker fails first, in a second.
+    ports = choose_ssh_ports(nodes, ssh_port_base)
+    key = ensure_ssh_key(state_dir(run_id), comment=f"dcgan-localcloud-{run_id}")
+    try:
+        client = client or ensure_engine()
+        vms = _start_and_boot(client, run_id, ports, key, boot_timeout)
+    except KeyboardInterrupt:
+        progress(f"localcloud: interrupted; removing run {run_id}")
+        if client is not None:
+            down(run_id, client)
+        else:
+            _remove_state(run_id)
+        raise
+    except LocalCloudError:
+        # A VM that failed to boot stays for `docker logs`; with none, the
+        # run folder would only keep the registry alive at the next `down`.
+        if client is None or not client.containers.list(all=True, filters=_project_filter(run_id)):
+            _remove_state(run_id)
+        raise
+    inventory = write_inventory(state_dir(run_id) / "inventory.yaml", vms, key)
+    return Cloud(run_id=run_id, inventory=inventory, key=key, vms=vms)
+
+
+def _start_and_boot(
+    client: docker.DockerClient, run_id: str, ports: list[int], key: Path, boot_timeout: float
+) -> list[Machine]:
+    images = prepare_images(client)
+    progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
+    # All containers first, then all waits: the VMs boot in parallel.
+    names = [start_vm(client, images.vm, run_id, node_name(i), port) for i, port in enumerate(ports, 1)]
+    public_key = key.with_suffix(".pub").read_text().strip()
+    for name in names:
+        wait_for_boot(client, name, boot_timeout)
+        install_public_key(client, name, public_key)
+    vms = [machine_from(client.containers.get(name)) for name in names]
+    for vm in vms:
+        wait_for_ssh(vm, key)
+    return vms
+
+
+def vm_run_options() -> dict:
+    """What a container needs to boot systemd and run nested Docker without --privileged.
+
+    --privileged fails on hosts whose engine lacks CAP_SYS_RESOURCE ("unable to
+    apply caps"); all capabilities but that one, no seccomp/AppArmor filter,
+    every device, and the host's cgroup tree writable give the same result.
+    """
+    return {
+        "cap_add": ["ALL"],
+        "cap_drop": ["SYS_RESOURCE"],
+        "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+        "device_cgroup_rules": ["a *:* rmw"],
+        "cgroupns": "host",
+        "tmpfs": {"/run": "", "/run/lock": ""},
+    }
+
+
+def start_vm(client: docker.DockerClient, image: str, run_id: str, node: str, ssh_port: int) -> str:
+    name = vm_name(run_id, node)
+    labels = project_labels("vm", **{RUN_LABEL: run_id, NODE_LABEL: node})
+    # Created before the container and labelled, so `down` finds it even when
+    # the run dies between the two calls.
+    volume = client.volumes.create(f"{name}-docker", labels=project_labels("vm-docker", **{RUN_LABEL: run_id}))
+    try:
+        client.containers.run(
+            image,
+            name=name,
+            hostname=node,
+            detach=True,
+            labels=labels,
+            volumes={
+                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                # The nested engine's overlay2 cannot sit on the container's own overlay.
+                volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
+            },
+            ports={"22/tcp": ("127.0.0.1", ssh_port)},
+            **vm_run_options(),
+        )
+    except docker.errors.APIError as error:
+        text = str(error)
+        if "address already in use" in text or "port is already allocated" in text:
+            raise LocalCloudError(_port_in_use_message(ssh_port)) from None
+        if "Conflict" in text and "already in use" in text:
+            raise LocalCloudError(
+                f"VM {name} exists already; run `down --run-id {run_id}` or pick another run id"
+            ) from None
+        raise LocalCloudError(f"starting VM {name} failed: {error.explanation}") from None
+    progress(f"localcloud: started {name} (ssh 127.0.0.1:{ssh_port})")
+    return name
+
+
+def _exec(container, command: list[str], **kwargs) -> tuple[int, str]:
+    try:
+        code, output = container.exec_run(command, **kwargs)
+    except docker.errors.APIError as error:
+        # Most often the container has just exited; its log says why.
+        raise LocalCloudError(
+            f"running {command[0]} in {container.name} failed: {error.explanation}; see `docker logs {container.name}`"
+        ) from None
+    return code, (output or b"").decode(errors="replace").strip()
+
+
+def wait_for_boot(client: docker.DockerClient, name: str, timeout: float = BOOT_TIMEOUT_S) -> str:
+    """Wait until systemd reports the VM up; 'degraded' counts, a failed unit is no reason to stop."""
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    state = "not started"
+    container = client.containers.get(name)
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = container.attrs["State"].get("ExitCode")
+            raise LocalCloudError(f"VM {name} stopped while booting (exit code {code}); see `docker logs {name}`")
+        if container.status == "running":
+            state = _boot_state(container, name)
+            if state in ("running", "degraded"):
+                _report_boot(container, name, state, time.monotonic() - started)
+                return state
+        time.sleep(0.5)
+    raise LocalCloudError(f"VM {name} did not boot within {timeout:.0f}s (systemd: {state}); see `docker logs {name}`")
+
+
+def _boot_state(container, name: str) -> str:
+    code, pid1 = _exec(container, ["cat", "/proc/1/comm"])
+    if code == 0 and pid1 and pid1 != "systemd":
+        raise LocalCloudError(f"VM {name}: PID 1 is {pid1}, not systemd; the VM image must start /sbin/init")
+    _, state = _exec(container, ["systemctl", "is-system-running"])
+    # Before dbus is up systemctl prints a connection error, not a state.
+    return state.splitlines()[-1] if state else "unknown"
+
+
+def _report_boot(container, name: str, state: str, seconds: float) -> None:
+    if state == "degraded":
+        _, failed = _exec(container, ["systemctl", "list-units", "--failed", "--plain", "--no-legend"])
+        units = " ".join(line.split()[0] for line in failed.splitlines() if line.strip())
+        progress(f"localcloud: {name} booted in {seconds:.0f}s, degraded (failed units: {units or '?'})")
+    else:
+        progress(f"localcloud: {name} booted in {seconds:.0f}s")
+
+
+def install_public_key(client: docker.DockerClient, name: str, public_key: str) -> None:
+    """Authorise the run's key for `ubuntu`, as a cloud does from its key pair."""
+    script = (
+        'umask 077 && printf "%s\\n" "$KEY" > /home/ubuntu/.ssh/authorized_keys '
+        "&& chown -R ubuntu:ubuntu /home/ubuntu/.ssh"
+    )
+    code, output = _exec(client.containers.get(name), ["sh", "-c", script], environment={"KEY": public_key})
+    if code != 0:
+        raise LocalCloudError(f"installing the SSH key in VM {name} failed: {output[:160]}")
+
+
+def wait_for_ssh(vm: Machine, key: Path, timeout: float = SSH_TIMEOUT_S) -> None:
+    """Log in once with the run's key: what Ansible will do first, checked here."""
+    if shutil.which("ssh") is None:
+        raise LocalCloudError(
+            "ssh is missing; install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client)"
+        )
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            ssh_command(vm, key, "true", connect_timeout=5), capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+        if proc.returncode == 0:
+            return
+        lines = proc.stderr.strip().splitlines()
+        last = lines[-1] if lines else f"ssh exited {proc.returncode}"
+        time.sleep(0.5)
+    raise LocalCloudError(
+        f"VM {vm.name} does not accept SSH on 127.0.0.1:{vm.ssh_port}: {last}; see `docker logs {vm.name}`"
+    )
+
+
+def ssh_command(vm: Machine, key: Path, remote: str, connect_timeout: int = 10) -> list[str]:
+    """The ssh command line that logs into a VM as ubuntu with the run's key."""
+    return [
+        "ssh", "-i", str(key), "-p", str(vm.ssh_port),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        "ubuntu@127.0.0.1", remote,
+    ]  # fmt: skip
+
+
+# --- Finding and removing what we made ---------------------------------------------
+
+
+def _project_filter(run_id: str | None = None) -> dict:
+    labels = [f"{PROJECT_LABEL}={PROJECT_VALUE}"]
+    if run_id:
+        labels.append(f"{RUN_LABEL}={run_id}")
+    return {"label": labels}
+
+
+def machine_from(container) -> Machine:
+    labels = container.labels or {}
+    bindings = (container.attrs.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or []
+    port = int(bindings[0]["HostPort"]) if bindings and bindings[0].get("HostPort") else None
+    return Machine(
+        name=container.name,
+        role=labels.get(ROLE_LABEL, "?"),
+        state=container.status,
+        run_id=labels.get(RUN_LABEL, ""),
+        node=labels.get(NODE_LABEL, ""),
+        ssh_port=port,
+        ip=container.attrs.get("NetworkSettings", {}).get("IPAddress", ""),
+    )
+
+
+@one_line_errors
+def status(run_id: str | None = None, client: docker.DockerClient | None = None) -> list[Machine]:
+    """Every container of the local cloud (VMs, git servers, the registry), stopped ones too."""
+    # No engine, nothing running: not a reason to start one.
+    client = client or try_connect()
+    if client is None:
+        return []
+    containers = client.containers.list(all=True, filters=_project_filter(run_id))
+    return sorted((machine_from(c) for c in containers), key=lambda m: (m.role != "vm", m.run_id, m.name))
+
+
+@one_line_errors
+def down(run_id: str | None = None, client: docker.DockerClient | None = None) -> list[str]:
+    """Remove the run's VMs, their volumes and git server; all runs when run_id is None.
+
+    Found by label rather than from a state file, so leftovers of runs that
+    were killed before writing anything go too. The registry mirror stops when
+    no VM is left and no other run is starting; its data volume stays as a
+    cache for the next `up`.
+    """
+    client = client or try_connect()
+    if client is None:
+        _remove_state(run_id)
+        return []
+    removed = _remove_containers(client, run_id, roles=("vm", "git"))
+    for volume in client.volumes.list(filters=_project_filter(run_id)):
+        if (volume.attrs.get("Labels") or {}).get(ROLE_LABEL) == "vm-docker":
+            _remove_volume(volume)
+            removed.append(volume.name)
+    _remove_state(run_id)
+    if not client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=vm"}) and not _runs_in_progress():
+        removed += _stop_registry(client)
+    return removed
+
+
+def _runs_in_progress() -> list[str]:
+    # A run makes its folder (and key) before it builds images or starts the
+    # registry, so a folder without VMs may be an `up` still on its way.
+    root = state_root()
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _remove_containers(client: docker.DockerClient, run_id: str | None, roles: tuple[str, ...]) -> list[str]:
+    """Force-remove matching containers, retrying those caught mid-change.
+
+    A run interrupted while the engine was still creating or starting a
+    container leaves it briefly in a state where removal answers "no such
+    container" or "already in progress"; a second pass a moment later works.
+    """
+    removed: list[str] = []
+    for attempt in range(10):
+        listed = client.api.containers(all=True, filters=_project_filter(run_id))
+        targets = [c for c in listed if (c.get("Labels") or {}).get(ROLE_LABEL) in roles]
+        if not targets:
+            return removed
+        for entry in targets:
+            name = entry["Names"][0].lstrip("/") if entry.get("Names") else entry["Id"][:12]
+            try:
+                client.api.remove_container(entry["Id"], force=True, v=True)
+                removed.append(name)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                if attempt == 9:
+                    raise
+        time.sleep(0.5)
+    return removed
+
+
+def _remove_volume(volume) -> None:
+    # The engine may still hold the volume for a moment after its container went.
+    for _ in range(20):
+        try:
+            volume.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            time.sleep(0.25)
+    volume.remove(force=True)
+
+
+def _stop_registry(client: docker.DockerClient) -> list[str]:
+    try:
+        client.containers.get(REGISTRY_NAME).remove(force=True)
+        return [REGISTRY_NAME]
+    except docker.errors.NotFound:
+        return []
+
+
+def _remove_state(run_id: str | None) -> None:
+    root = state_root()
+    targets = [state_dir(run_id)] if run_id else (sorted(root.iterdir()) if root.is_dir() else [])
+    for folder in targets:
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- The app's git server -------------------------------------------------------------
+
+
+def commit_folder(app_dir: Path, bare_repo: Path) -> str:
+    """Commit the folder as it is into a new bare repository; return the commit id.
+
+    Fixed author, committer and date, and no user or system git config, so the
+    same folder gives the same commit id on every machine and every run.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(bare_repo.parent),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        **GIT_IDENTITY,
+    }
+    bare_repo.parent.mkdir(parents=True, exist_ok=True)
+    excludes = bare_repo.parent / "excludes"
+    # Bytecode appears next to the app whenever its tests import it; it must not change the commit.
+    excludes.write_text("__pycache__/\n*.pyc\n")
+    git = ["git", "-c", f"core.excludesFile={excludes}", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"]
+    repo = ["--git-dir", str(bare_repo), "--work-tree", str(app_dir)]
+    steps = [
+        [*git, "init", "--quiet", "--bare", "--initial-branch=main", str(bare_repo)],
+        [*git, *repo, "add", "--all", "."],
+        [*git, *repo, "commit", "--quiet", "--no-verify", "-m", f"{app_dir.name} as served by the local cloud"],
+        [*git, "--git-dir", str(bare_repo), "rev-parse", "HEAD"],
+    ]
+    output = ""
+    for step in steps:
+        proc = subprocess.run(step, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LocalCloudError(f"committing {app_dir} failed at `git {step[7]}`: {proc.stderr.strip()[:160]}")
+        output = proc.stdout.strip()
+    (bare_repo / "index").unlink(missing_ok=True)
+    return output
+
+
+@one_line_errors
+def serve_app(
+    app_dir: str | Path, run_id: str, name: str = "app", client: docker.DockerClient | None = None
+) -> ServedApp:
+    """Serve a folder as git://<address>/<name>.git for the run's VMs; return URL and commit."""
+    app_dir = Path(app_dir).resolve()
+    for required in ("Dockerfile", "dist_dcgan.py"):
+        if not (app_dir / required).is_file():
+            raise LocalCloudError(f"{app_dir} has no {required}; serve_app needs the DCGAN app folder")
+    check_run_id(run_id)
+    client = client or ensure_engine()
+    with tempfile.TemporaryDirectory(prefix="localcloud-git-") as tmp:
+        bare = Path(tmp) / f"{name}.git"
+        commit = commit_folder(app_dir, bare)
+        server = ensure_git_server(client, run_id)
+        _exec(server, ["rm", "-rf", f"/srv/git/{name}.git"])
+        server.put_archive("/srv", tar_folder(bare, f"git/{name}.git"))
+    server.reload()
+    url = f"git://{server.attrs['NetworkSettings']['IPAddress']}/{name}.git"
+    _check_served(server, name, commit)
+    progress(f"localcloud: serving {app_dir} at {url} (commit {commit[:12]})")
+    return ServedApp(url=url, commit=commit, name=name)
+
+
+def ensure_git_server(client: docker.DockerClient, run_id: str):
+    """The run's git daemon container, started on first use and removed by `down`."""
+    name = f"{GIT_PREFIX}-{run_id}"
+    try:
+        server = client.containers.get(name)
+        if server.status == "running":
+            return server
+        server.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    return client.containers.run(
+        ensure_services_image(client),
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--base-path=/srv/git",
+            f"--port={GIT_DAEMON_PORT}",
+            "/srv/git",
+        ],
+        name=name,
+        detach=True,
+        # No tmpfs for /srv/git: put_archive writes beneath tmpfs mounts, unseen.
+        labels=project_labels("git", **{RUN_LABEL: run_id}),
+    )
+
+
+def _check_served(server, name: str, commit: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    output = ""
+    while time.monotonic() < deadline:
+        code, output = _exec(server, ["git", "ls-remote", f"git://127.0.0.1/{name}.git", "HEAD"])
+        if code == 0 and output.startswith(commit):
+            return
+        time.sleep(0.3)
+    raise LocalCloudError(
+        f"the git server {server.name} does not serve {name}.git: {output[:120]}; see `docker logs {server.name}`"
+    )
+
+
+# --- Command line ----------------------------------------------------------------------
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    cloud = up(args.nodes, args.run_id, args.ssh_port_base, args.boot_timeout)
+    for vm in cloud.vms:
+        progress(f"  {vm.node}: ssh -i {cloud.key} -p {vm.ssh_port} ubuntu@127.0.0.1")
+    progress(
+        f"run {cloud.run_id} is up; remove it with: python -m dcgan_harness.localcloud down --run-id {cloud.run_id}"
+    )
+    print(cloud.inventory)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    removed = down(args.run_id)
+    print(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    machines = status(args.run_id)
+    if not machines:
+        print("no local cloud containers")
+        return 0
+    rows = [("NAME", "ROLE", "STATE", "SSH", "RUN")]
+    rows += [(m.name, m.role, m.state, str(m.ssh_port or "-"), m.run_id or "-") for m in machines]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    served = serve_app(args.app_dir, args.run_id, args.name)
+    print(f"{served.url} {served.commit}")
+    return 0
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m dcgan_harness.localcloud", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_cmd = commands.add_parser("up", help="start VMs and print the path of their Ansible inventory")
+    up_cmd.add_argument("--nodes", type=int, default=1)
+    up_cmd.add_argument("--run-id", help="name of this run (default: random)")
+    up_cmd.add_argument(
+        "--ssh-port-base", type=int, help="SSH of computeNN on this port + NN - 1 (default: free ports)"
+    )
+    up_cmd.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S, help="seconds a VM may take to boot")
+    up_cmd.set_defaults(handler=_cmd_up)
+    down_cmd = commands.add_parser("down", help="remove the VMs and their volumes (all runs unless --run-id)")
+    down_cmd.add_argument("--run-id")
+    down_cmd.set_defaults(handler=_cmd_down)
+    status_cmd = commands.add_parser("status", help="list the local cloud's containers")
+    status_cmd.add_argument("--run-id")
+    status_cmd.set_defaults(handler=_cmd_status)
+    serve_cmd = commands.add_parser("serve", help="serve an app folder as a git repository for a run's VMs")
+    serve_cmd.add_argument("app_dir", type=Path)
+    serve_cmd.add_argument("--run-id", required=True)
+    serve_cmd.add_argument("--name", default="app")
+    serve_cmd.set_defaults(handler=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """CLI entry point; errors become one line on stderr and exit status 2."""
+    args = build_parser(prog).parse_args(argv)
+    # CI cancels jobs with SIGTERM: treat it like Ctrl-C, so `up` removes its half-made run.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.handler(args)
+    except LocalCloudError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `python -m dcgan_harness.localcloud down` removes whatever was left", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

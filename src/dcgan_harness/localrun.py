@@ -1,0 +1,249 @@
+"""configure.yaml end to end on the local cloud: the engine of `make run`,
+the e2e tests and `make bench`.
+
+A session brings the images and VMs up, decides where the application comes
+from (upstream when it can be reached, else the project's offline app served
+over git), stages MNIST, and runs the playbook as many times as asked before
+it takes everything down again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import mnist
+from .engine import LocalCloudError, ensure_engine, progress
+from .images import prepare_images
+from .localcloud import Cloud, down, serve_app, state_dir, up
+from .output import check_complete, parse_output_file
+from .playbook_run import PlaybookResult, run_playbook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO_ROOT / "configure.yaml"
+OFFLINE_APP = REPO_ROOT / "tests" / "e2e" / "fixtures" / "app"
+UPSTREAM_URL = "https://github.com/otavioon/Distributed-DCGAN.git"
+UPSTREAM_PROBE_TIMEOUT_S = 10
+# Settings of the fast run that CI uses: two iterations of a narrow DCGAN.
+FAST_MNIST_LIMIT = 256
+FAST_EXTRA_ARGS = "--ngf 16 --ndf 16"
+
+
+def default_mnist_dir() -> Path:
+    return Path(os.environ.get("DCGAN_MNIST_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
+
+
+@dataclass
+class RunOptions:
+    nodes: int = 1
+    app: str = "auto"  # auto, upstream or offline
+    app_dir: Path = OFFLINE_APP
+    mnist_dir: Path | None = None
+    mnist_limit: int | None = None
+    extra_args: str = ""
+    results_dir: Path = REPO_ROOT / "resultados"
+    run_id: str | None = None
+    batch_size: int = 128
+
+
+@dataclass
+class LocalSession:
+    """A local cloud with the app served and MNIST staged, ready for playbook runs."""
+
+    options: RunOptions
+    cloud: Cloud
+    repo_url: str
+    repo_commit: str | None
+    mnist_dir: Path
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    runs: int = 0
+
+    @property
+    def expected_iterations(self) -> int:
+        images = self.options.mnist_limit or 10_000
+        return math.ceil(images / self.options.batch_size)
+
+    def extra_vars(self, **overrides) -> dict:
+        values = {
+            "dcgan_repo_url": self.repo_url,
+            "dcgan_mnist_dir": str(self.mnist_dir),
+            "dcgan_extra_args": self.options.extra_args,
+            "dcgan_results_dir": str(self.options.results_dir),
+            "dcgan_batch_size": self.options.batch_size,
+            # Short polls: local runs are watched by people and tests alike.
+            "dcgan_build_poll": 5,
+            "dcgan_run_poll": 5,
+        }
+        values.update(overrides)
+        return values
+
+    def deploy(self, echo: bool = True, **overrides) -> PlaybookResult:
+        self.runs += 1
+        log = state_dir(self.cloud.run_id) / f"ansible-run{self.runs}.log"
+        progress(f"localrun: ansible-playbook configure.yaml (run {self.runs}, log {log})")
+        return run_playbook(PLAYBOOK, self.cloud.inventory, self.extra_vars(**overrides), log_path=log, echo=echo)
+
+    def output_file(self, host: str = "compute01") -> Path:
+        return self.options.results_dir / host / "output.txt"
+
+    def close(self) -> None:
+        down(self.cloud.run_id)
+
+
+@contextmanager
+def timed(phases: dict[str, float], name: str):
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(time.monotonic() - started, 2)
+
+
+def upstream_reachable(timeout: float = UPSTREAM_PROBE_TIMEOUT_S) -> bool:
+    try:
+        probe = subprocess.run(
+            ["git", "ls-remote", "--exit-code", UPSTREAM_URL, "HEAD"],
+            capture_output=True, timeout=timeout, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"),
+        )
+    except (subprocess.TimeoutExpired, FileNotFoundError):
+        return False
+    return probe.returncode == 0
+
+
+def stage_mnist(options: RunOptions, work: Path) -> Path:
+    """The folder the playbook stages from: the verified files, or their first K images."""
+    source = options.mnist_dir or default_mnist_dir()
+    mnist.verify_test_files(source)
+    if not options.mnist_limit:
+        return Path(source)
+    subset = work / f"mnist-first-{options.mnist_limit}"
+    mnist.write_subset(source, subset, options.mnist_limit)
+    return subset
+
+
+def open_session(options: RunOptions) -> LocalSession:
+    """Engine, images, VMs and app source; the caller closes the session."""
+    if options.app == "offline" or options.app == "auto":
+        for required in ("Dockerfile", "dist_dcgan.py"):
+            if not (Path(options.app_dir) / required).is_file():
+                raise LocalCloudError(
+                    f"{options.app_dir} has no {required}; --app-dir needs a folder with a Dockerfile and dist_dcgan.py"
+                )
+    work = REPO_ROOT / ".cache" / "localrun"
+    work.mkdir(parents=True, exist_ok=True)
+    # Bad data fails here, before anything is started.
+    mnist_dir = stage_mnist(options, work)
+    phases: dict[str, float] = {}
+    with timed(phases, "engine"):
+        client = ensure_engine()
+    with timed(phases, "image"):
+        prepare_images(client)
+    with timed(phases, "vm_up"):
+        cloud = up(options.nodes, options.run_id, client=client)
+    try:
+        repo_url, commit = _choose_app(options, cloud)
+    except BaseException:
+        down(cloud.run_id)
+        raise
+    return LocalSession(options, cloud, repo_url, commit, mnist_dir, phases)
+
+
+def _choose_app(options: RunOptions, cloud: Cloud) -> tuple[str, str | None]:
+    if options.app == "upstream" or (options.app == "auto" and options.app_dir == OFFLINE_APP and upstream_reachable()):
+        progress(f"localrun: the VMs clone upstream {UPSTREAM_URL}")
+        return UPSTREAM_URL, None
+    served = serve_app(options.app_dir, cloud.run_id)
+    return served.url, served.commit
+
+
+def write_report(path: Path, session: LocalSession, results: list[tuple[str, PlaybookResult]]) -> dict:
+    report = {
+        "phases_s": session.phase_seconds,
+        "runs": [
+            {
+                "name": name,
+                "returncode": result.returncode,
+                "phases_s": result.phase_seconds(),
+                "total_s": round(sum(result.task_seconds.values()), 2),
+                "changed_tasks": result.changed_tasks,
+            }
+            for name, result in results
+        ],
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+# --- Command line -------------------------------------------------------------------
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run configure.yaml on fresh local VMs and fetch output.txt.")
+    parser.add_argument("--nodes", type=int, default=1, help="number of VMs (default 1)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--app-dir", type=Path, help="serve this folder (Dockerfile + dist_dcgan.py) as the app")
+    source.add_argument("--upstream", action="store_true", help="clone upstream; fail if it cannot be reached")
+    source.add_argument("--offline", action="store_true", help="serve the project's offline app even if upstream is reachable")
+    parser.add_argument("--mnist-dir", type=Path, help="folder with the MNIST t10k files (default $DCGAN_MNIST_DIR or ../shared/data/mnist)")
+    parser.add_argument("--mnist-limit", type=int, help="stage only the first K test images, for a fast run")
+    parser.add_argument("--extra-args", default="", help="extra arguments for dist_dcgan.py, e.g. '--ngf 16 --ndf 16'")
+    parser.add_argument("--fast", action="store_true", help=f"--mnist-limit {FAST_MNIST_LIMIT} --extra-args '{FAST_EXTRA_ARGS}'")
+    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "resultados")
+    parser.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (remove them with `cloud down`)")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    app = "upstream" if args.upstream else "offline" if (args.offline or args.app_dir) else "auto"
+    options = RunOptions(
+        nodes=args.nodes, app=app, app_dir=(args.app_dir or OFFLINE_APP).resolve(),
+        mnist_dir=args.mnist_dir, mnist_limit=args.mnist_limit, extra_args=args.extra_args,
+        results_dir=args.results_dir.resolve(),
+    )
+    if args.fast:
+        options.mnist_limit = options.mnist_limit or FAST_MNIST_LIMIT
+        options.extra_args = options.extra_args or FAST_EXTRA_ARGS
+    if args.upstream and not upstream_reachable():
+        raise LocalCloudError(f"--upstream: {UPSTREAM_URL} cannot be reached from here; drop --upstream to use the offline app")
+    return options
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        options = options_from(args)
+        session = open_session(options)
+    except (LocalCloudError, mnist.MnistError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = session.deploy()
+        output = session.output_file()
+        if result.ok and output.is_file():
+            problems = check_complete(parse_output_file(output))
+            for problem in problems:
+                print(f"output.txt: {problem}", file=sys.stderr)
+            progress(f"localrun: {output} holds the run's output" + ("" if problems else ", complete"))
+            return 0 if not problems else 1
+        print(f"error: the playbook failed (exit {result.returncode}); see the output above and {output}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; removing the VMs", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            progress(f"localrun: VMs kept (run {session.cloud.run_id}); inventory {session.cloud.inventory}")
+        else:
+            session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
