@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The MNIST test files; CI keeps them in ../shared/data/mnist.
 export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv lint unit compat aws localcloud e2e infra e2e-full run run-fast bench cloud-down test clean
+.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -22,6 +22,7 @@ help:
 	@echo "make unit    the static test layer (tests/unit)"
 	@echo "make compat  syntax-check under ansible-core 2.15"
 	@echo "make aws     AWS provisioning tests against a local moto server"
+	@echo "make aws-up / aws-run / aws-down   create the EC2 VM, deploy to it, delete it"
 	@echo "make e2e     local cloud, infra and fast end-to-end layers (needs Docker; root starts it)"
 	@echo "make e2e-full  the user's exact configuration on a local VM (79 iterations)"
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
@@ -56,6 +57,21 @@ compat: $(COMPAT_VENV)/.installed
 aws: $(STAMP)
 	$(PYTEST) tests/aws
 
+# The AWS workflow reads its settings from vars.sh (see vars.sh.example).
+AWS_ENV = set -e; if [ -f vars.sh ]; then . ./vars.sh; fi;
+AWS_ARGS ?=
+
+aws-up: $(STAMP)
+	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, provision.yaml $(AWS_ARGS)
+
+# configure.yaml fetches output.txt into resultados/<host>/ itself.
+aws-run: aws-up
+	$(AWS_ENV) $(BIN)/dcgan-harness aws preflight
+	$(AWS_ENV) $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK)
+
+aws-down: $(STAMP)
+	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, teardown.yaml
+
 # The local cloud tests, the infra checks and the fast e2e share one VM session.
 e2e: $(STAMP)
 	$(PYTEST) -m "not slow" tests/infra tests/e2e
@@ -75,7 +91,7 @@ bench: $(STAMP)
 cloud-down: $(STAMP)
 	$(BIN)/dcgan-harness cloud down
 
-test: unit compat e2e
+test: unit compat aws e2e
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache

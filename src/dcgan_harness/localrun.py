@@ -10,7 +10,6 @@ it takes everything down again.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -162,24 +161,6 @@ def _choose_app(options: RunOptions, cloud: Cloud) -> tuple[str, str | None]:
         return UPSTREAM_URL, None
     served = serve_app(options.app_dir, cloud.run_id)
     return served.url, served.commit
-
-
-def write_report(path: Path, session: LocalSession, results: list[tuple[str, PlaybookResult]]) -> dict:
-    report = {
-        "phases_s": session.phase_seconds,
-        "runs": [
-            {
-                "name": name,
-                "returncode": result.returncode,
-                "phases_s": result.phase_seconds(),
-                "total_s": round(sum(result.task_seconds.values()), 2),
-                "changed_tasks": result.changed_tasks,
-            }
-            for name, result in results
-        ],
-    }
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 # --- Command line -------------------------------------------------------------------
