@@ -7,9 +7,15 @@ left behind."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
+from dcgan_harness.localcloud import serve_app, ssh_command
+from dcgan_harness.localrun import OFFLINE_APP
 from dcgan_harness.output import check_complete, parse_output_file
 
 TRAIN_TASK = "Train the DCGAN with its standard output going to output.txt"
+BUILD_TASK = "Build the DCGAN image from the clone"
 
 
 def assert_complete_epoch(path, expected_iterations):
@@ -49,6 +55,28 @@ def test_fresh_run_retrains(deployment):
     after = assert_complete_epoch(session.output_file(), session.expected_iterations)
     assert session.output_file().read_text() != before
     assert after.epoch_times
+
+
+def test_changed_clone_rebuilds_the_image_and_retrains(deployment, tmp_path):
+    session = deployment.session
+    app = tmp_path / "app"
+    shutil.copytree(OFFLINE_APP, app)
+    with open(app / "dist_dcgan.py", "a") as script:
+        script.write("\n# A new commit: the image built from the old one is stale.\n")
+    served = serve_app(app, session.cloud.run_id)
+    assert served.commit != session.repo_commit
+    # Later checks of the clone (the infra layer) expect the commit now served.
+    session.repo_commit = served.commit
+    rerun = session.deploy()
+    assert rerun.ok, rerun.tail()
+    assert BUILD_TASK in rerun.changed_tasks and TRAIN_TASK in rerun.changed_tasks
+    vm = session.cloud.vms[0]
+    label = subprocess.run(
+        ssh_command(vm, session.cloud.key, "docker image inspect --format '{{ index .Config.Labels \"dcgan.commit\" }}' dist_dcgan:latest"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert label.stdout.strip() == served.commit, label.stderr
+    assert_complete_epoch(session.output_file(), session.expected_iterations)
 
 
 def test_failing_application_fails_the_play_and_output_is_still_fetched(deployment, tmp_path):
