@@ -24,9 +24,12 @@ help:
 	@echo "make aws     AWS provisioning tests against a local moto server"
 	@echo "make aws-up / aws-run / aws-down   create the EC2 VM, deploy to it, delete it"
 	@echo "make e2e     local cloud, infra and fast end-to-end layers (needs Docker; root starts it)"
-	@echo "make e2e-full  the user's exact configuration on a local VM (79 iterations)"
+	@echo "make e2e-full  the course's exact configuration on a local VM (79 iterations)"
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
+	@echo "make run-fast  the same with 256 images and a narrow DCGAN (the CI configuration)"
 	@echo "make bench   time each phase of a fast run and a second, idempotent run"
+	@echo "make cloud-down  remove every local VM, also those a killed run left"
+	@echo "make clean   remove the virtualenvs"
 
 venv: $(STAMP)
 
@@ -64,7 +67,8 @@ AWS_ARGS ?=
 aws-up: $(STAMP)
 	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, provision.yaml $(AWS_ARGS)
 
-# configure.yaml fetches output.txt into resultados/<host>/ itself.
+# configure.yaml fetches output.txt into resultados/<host>/ itself. aws-up runs
+# first with the same AWS_ARGS, so pass the ones given to aws-up again.
 aws-run: aws-up
 	$(AWS_ENV) $(BIN)/dcgan-harness aws preflight
 	$(AWS_ENV) $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK)

@@ -120,13 +120,19 @@ def check_key_file(path: Path) -> None:
 
 
 def ec2_client(settings: AwsSettings, region: str | None = None):
-    return boto3.client(
-        "ec2",
-        region_name=region or settings.region,
-        endpoint_url=settings.endpoint_url,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-    )
+    try:
+        return boto3.client(
+            "ec2",
+            region_name=region or settings.region,
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+        )
+    except ValueError as error:
+        raise AwsSettingsError(
+            f"AWS_URL/AWS_ENDPOINT_URL {settings.endpoint_url!r} is not a usable endpoint ({error}); "
+            "unset it to reach AWS itself"
+        ) from None
 
 
 @contextmanager
@@ -271,8 +277,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_SETTING, f"error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m dcgan_harness.aws", description=__doc__.splitlines()[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=prog or "python -m dcgan_harness.aws", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("check", "preflight"), help="check: settings; preflight: also the VMs")
     parser.add_argument("--key-file", type=Path, default=Path("key.pem"), help="private key (default: key.pem)")
     parser.add_argument("--image-id", default=InstanceSpec.image_id, help="AMI given to provision.yaml")
@@ -296,8 +302,8 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         return run_command(args, os.environ)
     except AwsSettingsError as error:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import sys
 from pathlib import Path
 
@@ -40,16 +39,14 @@ DELEGATED = {
     "cloud": ("localcloud", "start, list and remove local VMs (up --nodes N, status, down)"),
     "parse": ("output", "parse an output.txt and say whether it holds complete epochs"),
     "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
-    "aws": ("aws", "check the AWS settings and the instances against the spec"),
+    "aws": ("aws", "check the AWS settings and that the instances match the course's VM spec"),
     "bench": ("bench", "time each phase of a fast local run and write a JSON report"),
 }
 
 
 def _delegate(command: str, rest: list[str]) -> int:
     module = importlib.import_module(f"{__package__}.{DELEGATED[command][0]}")
-    if "prog" in inspect.signature(module.main).parameters:
-        return module.main(rest, prog=f"dcgan-harness {command}")
-    return module.main(rest)
+    return module.main(rest, prog=f"dcgan-harness {command}")
 
 
 def build_parser() -> argparse.ArgumentParser:

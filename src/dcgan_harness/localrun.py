@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -192,38 +193,66 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     if args.fast:
         options.mnist_limit = options.mnist_limit or FAST_MNIST_LIMIT
         options.extra_args = options.extra_args or FAST_EXTRA_ARGS
+    if args.nodes < 1:
+        raise LocalCloudError(f"--nodes must be at least 1, not {args.nodes}")
+    if args.mnist_limit is not None and args.mnist_limit < 1:
+        raise LocalCloudError(f"--mnist-limit must be at least 1, not {args.mnist_limit}; leave it out for all 10,000 images")
     if args.upstream and not upstream_reachable():
         raise LocalCloudError(f"--upstream: {UPSTREAM_URL} cannot be reached from here; drop --upstream to use the offline app")
     return options
 
 
+def report_outputs(session: LocalSession) -> int:
+    """Check every host's fetched output.txt; the number of hosts with problems."""
+    failing = 0
+    for vm in session.cloud.vms:
+        output = session.output_file(vm.node)
+        problems = check_complete(parse_output_file(output)) if output.is_file() else [f"{output} was not fetched"]
+        for problem in problems:
+            print(f"{vm.node}: output.txt: {problem}", file=sys.stderr)
+        progress(f"localrun: {output} holds the run's output" + ("" if problems else ", complete"))
+        failing += bool(problems)
+    return failing
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
+    # CI cancels with SIGTERM: handled like Ctrl-C, so the VMs are removed.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         options = options_from(args)
         session = open_session(options)
     except (LocalCloudError, mnist.MnistError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
+        return 130
     try:
         result = session.deploy()
-        output = session.output_file()
-        if result.ok and output.is_file():
-            problems = check_complete(parse_output_file(output))
-            for problem in problems:
-                print(f"output.txt: {problem}", file=sys.stderr)
-            progress(f"localrun: {output} holds the run's output" + ("" if problems else ", complete"))
-            return 0 if not problems else 1
-        print(f"error: the playbook failed (exit {result.returncode}); see the output above and {output}", file=sys.stderr)
-        return 1
+        if not result.ok:
+            print(f"error: the playbook failed (exit {result.returncode}); see the output above and {options.results_dir}", file=sys.stderr)
+            return 1
+        return 1 if report_outputs(session) else 0
     except KeyboardInterrupt:
         print("interrupted; removing the VMs", file=sys.stderr)
         return 130
     finally:
-        if args.keep:
-            progress(f"localrun: VMs kept (run {session.cloud.run_id}); inventory {session.cloud.inventory}")
-        else:
-            session.close()
+        _finish(session, args.keep)
+
+
+def _finish(session: LocalSession, keep: bool) -> None:
+    if keep:
+        progress(f"localrun: VMs kept (run {session.cloud.run_id}); inventory {session.cloud.inventory}")
+        return
+    try:
+        session.close()
+    except LocalCloudError as error:
+        print(f"error: removing the VMs failed: {error}; run `dcgan-harness cloud down`", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -187,8 +187,8 @@ def stage_for_torchvision(src_dir: str | os.PathLike, dataroot: str | os.PathLik
     return raw
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dcgan_harness.mnist", description=__doc__.splitlines()[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog or "python -m dcgan_harness.mnist", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="check the t10k files against their published MD5 sums")
     verify.add_argument("folder")
@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.command == "verify":
             verify_test_files(args.folder)
@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stage_for_torchvision(args.src_dir, args.dataroot)}: ready for torchvision MNIST (test split)")
     except MnistError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: cannot write {error.filename or 'the output'}: {error.strerror}; pick a folder you can write to", file=sys.stderr)
         return 1
     return 0
 

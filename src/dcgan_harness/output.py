@@ -291,9 +291,9 @@ def epoch_summary(result: RunOutput, rank: int, epoch: int) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dcgan_harness.output",
+        prog=prog or "python -m dcgan_harness.output",
         description="Summarize a dist_dcgan.py output.txt and list what is missing.",
     )
     parser.add_argument("path", help="the output.txt to check")
@@ -328,8 +328,8 @@ def default_epochs(result: RunOutput) -> int:
     return epochs if isinstance(epochs, int) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    options = build_parser(prog).parse_args(argv)
     try:
         result = parse_output_file(options.path)
     except OSError as error:

@@ -20,12 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TASK_HEADER = re.compile(r"^TASK \[(?P<name>.*)\] \**$")
 CHANGED_LINE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
 TASK_TIME = re.compile(r"^(?P<name>.+?) -{2,} (?P<seconds>\d+\.\d+)s$")
-RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)")
 
-# Which step of the user's spec each task belongs to, by words in its name.
+# Which step of the assignment each task belongs to, by words in its name.
 PHASES = (
     ("fetch", ("Fetch",)),
-    ("train", ("Train", "Fail with")),
+    ("train", ("Train", "training", "finished a run", "Fail with")),
     ("build", ("image",)),
     ("clone", ("Clone", "MNIST", "folders")),
     ("install", ("apt", "Docker", "docker group", "Reconnect", "SSH", "facts", "placeholder")),

@@ -1,4 +1,4 @@
-"""The user's exact configuration: one epoch over all 10,000 MNIST test images
+"""The course's exact configuration: one epoch over all 10,000 MNIST test images
 at batch 128 (79 iterations) on a fresh VM. Minutes long: `make e2e-full`."""
 
 from __future__ import annotations

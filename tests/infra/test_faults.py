@@ -1,0 +1,256 @@
+"""Faults of the local cloud end in one line a person can act on, and leave nothing behind.
+
+A killed harness, Ctrl-C (or CI's SIGTERM) in the middle of `up`, and VMs
+that do not boot. Every test cleans up what it started even when it fails.
+`down` is called with the test's run id: without one it would also remove the
+VM that the infra and e2e layers share. The leftovers are found by their
+labels alone, their run folder being gone, as `down` without a run id finds
+them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import pytest
+
+from dcgan_harness import images, localcloud
+from dcgan_harness.engine import LocalCloudError
+
+START_TIMEOUT_S = 120  # image checks + container start; images are built by the vm_image fixture
+HANG_UNIT = "localcloud-test-hang.service"
+INTERRUPTED_LINE = "interrupted; `python -m dcgan_harness.localcloud down` removes whatever was left"
+
+
+@pytest.fixture(autouse=True)
+def state_root(tmp_path, monkeypatch):
+    """Run folders of these tests (keys, inventories) live in tmp, never in the checkout's .localcloud."""
+    root = tmp_path / "state"
+    monkeypatch.setenv("DCGAN_LOCALCLOUD_STATE", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def vm_image(docker_client) -> str:
+    """The VM image, built once here so no test's timeout has to cover a build."""
+    return images.prepare_images(docker_client).vm
+
+
+@pytest.fixture
+def run_id(docker_client):
+    """A fresh run id, whose containers and volumes are removed after the test whatever happens."""
+    run_id = "f" + localcloud.new_run_id()
+    try:
+        yield run_id
+    finally:
+        localcloud.down(run_id, client=docker_client)
+
+
+def run_filter(run_id: str) -> dict:
+    return {"label": f"{localcloud.RUN_LABEL}={run_id}"}
+
+
+def leftovers(client, run_id: str) -> tuple[list[str], list[str]]:
+    containers = client.containers.list(all=True, filters=run_filter(run_id), ignore_removed=True)
+    volumes = client.volumes.list(filters=run_filter(run_id))
+    return [c.name for c in containers], [v.name for v in volumes]
+
+
+def assert_one_line(text: str) -> None:
+    assert text.strip() and "\n" not in text.strip(), text
+    assert "Traceback" not in text
+
+
+class CliUp:
+    """`python -m dcgan_harness.localcloud up` as a person starts it in a terminal."""
+
+    def __init__(self, run_id: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dcgan_harness.localcloud", "up", "--nodes", "1", "--run-id", run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+            # Its own process group, so killing it (and its ssh children) spares pytest.
+            start_new_session=True,
+            # A shell that runs pytest in the background ignores SIGINT, and the child
+            # would inherit that; a terminal's Ctrl-C reaches a Python with the default.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, prefix: str, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(line.startswith(prefix) for line in self.lines):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                pytest.fail(f"`up` exited {self.proc.returncode} before {prefix!r}:\n" + "\n".join(self.lines))
+            time.sleep(0.02)
+        pytest.fail(f"`up` printed no {prefix!r} within {timeout:.0f}s:\n" + "\n".join(self.lines))
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code, "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self._reader.join(10)
+        self.proc.stdout.close()
+
+
+# --- Leftovers of a killed run -------------------------------------------------------------
+
+
+@pytest.mark.localcloud
+def test_down_removes_a_vm_whose_run_folder_is_gone(docker_client, vm_image, run_id):
+    """A run killed after its VM booted, whose folder was lost too: only the labels find it."""
+    cloud = localcloud.up(nodes=1, run_id=run_id, client=docker_client)
+    localcloud._remove_state(run_id)
+    assert not localcloud.state_dir(run_id).exists()
+
+    listed = [m for m in localcloud.status(client=docker_client) if m.run_id == run_id]
+    assert [(m.name, m.role, m.state) for m in listed] == [(cloud.vms[0].name, "vm", "running")]
+
+    removed = localcloud.down(run_id, client=docker_client)
+    assert cloud.vms[0].name in removed
+    assert leftovers(docker_client, run_id) == ([], [])
+    assert [m for m in localcloud.status(client=docker_client) if m.run_id == run_id] == []
+
+
+@pytest.mark.localcloud
+def test_down_removes_the_vm_of_an_up_killed_with_sigkill(docker_client, vm_image, run_id):
+    """SIGKILL gives `up` no chance to clean up: its booting VM and volume stay until `down`."""
+    up = CliUp(run_id)
+    try:
+        up.wait_for_line(f"localcloud: started {localcloud.vm_name(run_id, 'compute01')}")
+        up.kill()
+        containers, volumes = leftovers(docker_client, run_id)
+        assert containers == [localcloud.vm_name(run_id, "compute01")]
+        assert volumes == [f"{localcloud.vm_name(run_id, 'compute01')}-docker"]
+        assert [m.name for m in localcloud.status(client=docker_client) if m.run_id == run_id] == containers
+
+        # Through the CLI, as a person cleaning up would.
+        assert localcloud.main(["down", "--run-id", run_id]) == 0
+        assert leftovers(docker_client, run_id) == ([], [])
+        assert not localcloud.state_dir(run_id).exists()
+    finally:
+        up.kill()
+
+
+# --- Ctrl-C and CI's SIGTERM during `up` ---------------------------------------------------
+
+
+@pytest.mark.localcloud
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_up_exits_130_with_one_line_and_removes_its_vm(docker_client, vm_image, run_id, signum):
+    up = CliUp(run_id)
+    try:
+        # The container exists and systemd is booting: the middle of starting the VM.
+        up.wait_for_line(f"localcloud: started {localcloud.vm_name(run_id, 'compute01')}")
+        assert up.proc.poll() is None, "up finished before it could be interrupted"
+        up.proc.send_signal(signum)
+        code, err = up.finish()
+    finally:
+        up.kill()
+
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "error:" not in err
+    assert err.splitlines()[-1] == INTERRUPTED_LINE, err
+    assert f"localcloud: interrupted; removing run {run_id}" in err.splitlines()
+    # The interrupted `up` removed its own run on the way out ...
+    assert leftovers(docker_client, run_id) == ([], [])
+    assert not localcloud.state_dir(run_id).exists()
+    # ... and a `down` afterwards finds nothing of it either.
+    localcloud.down(run_id, client=docker_client)
+    assert leftovers(docker_client, run_id) == ([], [])
+
+
+# --- VMs that do not boot ----------------------------------------------------------------------
+
+
+def hang_unit_archive() -> bytes:
+    """A unit multi-user.target waits for forever: systemd runs but never finishes booting."""
+    unit = (
+        "[Unit]\nDescription=Never finishes starting (test of boot timeouts)\n\n"
+        "[Service]\nType=oneshot\nExecStart=/bin/sleep infinity\nTimeoutStartSec=infinity\n"
+    ).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(f"etc/systemd/system/{HANG_UNIT}")
+        info.size, info.mode = len(unit), 0o644
+        tar.addfile(info, io.BytesIO(unit))
+        link = tarfile.TarInfo(f"etc/systemd/system/multi-user.target.wants/{HANG_UNIT}")
+        link.type, link.linkname = tarfile.SYMTYPE, f"../{HANG_UNIT}"
+        tar.addfile(link)
+    return buffer.getvalue()
+
+
+@pytest.mark.localcloud
+def test_vm_whose_pid_1_is_not_systemd_is_named_in_one_line(docker_client, vm_image, run_id):
+    name = localcloud.vm_name(run_id, "compute01")
+    docker_client.containers.run(
+        vm_image,
+        ["sleep", "infinity"],
+        name=name,
+        detach=True,
+        labels=images.project_labels("vm", **{localcloud.RUN_LABEL: run_id, localcloud.NODE_LABEL: "compute01"}),
+    )
+    started = time.monotonic()
+    with pytest.raises(LocalCloudError) as raised:
+        localcloud.wait_for_boot(docker_client, name, timeout=30)
+    message = str(raised.value)
+    assert_one_line(message)
+    assert f"VM {name}: PID 1 is sleep, not systemd" in message
+    # Said at once, not after the boot timeout.
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.localcloud
+def test_vm_whose_systemd_never_finishes_booting_times_out_in_one_line(docker_client, vm_image, run_id):
+    name = localcloud.vm_name(run_id, "compute01")
+    container = docker_client.containers.create(
+        vm_image,
+        name=name,
+        hostname="compute01",
+        labels=images.project_labels("vm", **{localcloud.RUN_LABEL: run_id, localcloud.NODE_LABEL: "compute01"}),
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        **localcloud.vm_run_options(),
+    )
+    assert container.put_archive("/", hang_unit_archive())
+    container.start()
+
+    timeout = 4
+    started = time.monotonic()
+    with pytest.raises(LocalCloudError) as raised:
+        localcloud.wait_for_boot(docker_client, name, timeout=timeout)
+    elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert_one_line(message)
+    assert f"VM {name} did not boot within {timeout}s" in message
+    assert f"see `docker logs {name}`" in message
+    assert timeout <= elapsed < timeout + 10
+    # The fault is the one meant: systemd is PID 1 and still starting, not a broken container.
+    code, pid1 = container.exec_run(["cat", "/proc/1/comm"])
+    assert (code, pid1.decode().strip()) == (0, "systemd")
+    _, state = container.exec_run(["systemctl", "is-system-running"])
+    assert state.decode().strip() == "starting"
