@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from typing import Iterator, Mapping, Sequence
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
+
+from .keys import too_open_mode
 
 REQUIRED_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "KEYPAIR_NAME")
 # Same rule as the placeholder check in tasks/check_aws_settings.yaml.
@@ -112,8 +113,8 @@ def check_key_file(path: Path) -> None:
     """ssh ignores a private key that anyone but its owner may read."""
     if not path.is_file():
         raise AwsSettingsError(f"key file {path} not found: save the private key of KEYPAIR_NAME there")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
+    mode = too_open_mode(path)
+    if mode is not None:
         raise AwsSettingsError(
             f"key file {path} has mode {mode:04o}, which ssh rejects as too open: run chmod 600 {path}"
         )

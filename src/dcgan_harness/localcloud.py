@@ -22,7 +22,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import docker.errors
 import yaml
 
 from .engine import LocalCloudError, ensure_engine, one_line_errors, progress, try_connect
+from .keys import too_open_mode
 from .images import (
     GIT_DAEMON_PORT,
     PROJECT_LABEL,
@@ -170,8 +170,8 @@ def choose_ssh_ports(nodes: int, base: int | None = None) -> list[int]:
 
 def check_key_permissions(key: Path) -> None:
     """ssh refuses a private key others can read; say so before Ansible does, with the fix."""
-    mode = stat.S_IMODE(key.stat().st_mode)
-    if mode & 0o077:
+    mode = too_open_mode(key)
+    if mode is not None:
         raise LocalCloudError(f"SSH key {key} has mode {mode:04o}, readable by others; run: chmod 600 {key}")
 
 
