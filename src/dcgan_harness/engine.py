@@ -55,6 +55,22 @@ def one_line_errors(function):
     return wrapper
 
 
+NETWORK_ATTEMPTS = 3
+
+
+def with_retries(action, what: str, attempts: int = NETWORK_ATTEMPTS, pause_s: float = 10.0):
+    """Run action(), again after a pause when it fails: these steps fetch from
+    package mirrors, whose dropped connections should not fail a whole run."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except LocalCloudError as error:
+            if attempt == attempts:
+                raise
+            progress(f"{what} failed ({error}); trying again in {pause_s:.0f}s ({attempt + 1}/{attempts})")
+            time.sleep(pause_s)
+
+
 def progress(message: str) -> None:
     """A progress line on stderr, so stdout stays free for results scripts capture."""
     print(message, file=sys.stderr, flush=True)
@@ -115,7 +131,7 @@ def install_docker_io() -> None:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker.io"],
     ):
-        _run_or_raise(cmd, env, "installing docker.io")
+        with_retries(lambda: _run_or_raise(cmd, env, "installing docker.io"), "installing docker.io")
     if shutil.which("dockerd") is None:
         raise LocalCloudError("apt-get installed docker.io but dockerd is not on PATH; check `dpkg -L docker.io`.")
 

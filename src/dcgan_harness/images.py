@@ -39,7 +39,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .engine import LocalCloudError, one_line_errors, progress
+from .engine import LocalCloudError, one_line_errors, progress, with_retries
 
 PROJECT_LABEL = "dcgan.localcloud"
 PROJECT_VALUE = "dcgan-harness"
@@ -175,6 +175,10 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def build_image(client: docker.DockerClient, tag: str, context: Path, labels: dict[str, str]) -> None:
+    with_retries(lambda: _build_image_once(client, tag, context, labels), f"building {tag}")
+
+
+def _build_image_once(client: docker.DockerClient, tag: str, context: Path, labels: dict[str, str]) -> None:
     """Build with the SDK, echoing each Dockerfile step; the full log goes to a file."""
     log_path = cache_dir() / "logs" / f"build-{tag.replace(':', '_').replace('/', '_')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +301,7 @@ def ensure_debian_base(client: docker.DockerClient) -> str:
         return tag
     tarball = cache_dir() / "rootfs" / f"{DEBIAN_SUITE}-{recipe}.tar"
     if not tarball.is_file():
-        make_debian_rootfs(tarball, archive, sources)
+        with_retries(lambda: make_debian_rootfs(tarball, archive, sources), "debootstrap")
     import_rootfs(client, tarball, tag, recipe)
     return tag
 
@@ -309,7 +313,10 @@ def ensure_debootstrap() -> None:
         raise LocalCloudError("debootstrap is missing; install it: sudo apt-get install debootstrap")
     progress("images: installing debootstrap with apt-get (one time)...")
     for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "debootstrap"]):
-        run_with_progress(cmd, cache_dir() / "logs" / "apt-debootstrap.log", "installing debootstrap")
+        with_retries(
+            lambda: run_with_progress(cmd, cache_dir() / "logs" / "apt-debootstrap.log", "installing debootstrap"),
+            "installing debootstrap",
+        )
 
 
 def make_debian_rootfs(tarball: Path, archive: str, sources: str) -> None:
