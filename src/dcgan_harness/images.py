@@ -174,6 +174,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def ensure_recipe_image(client: docker.DockerClient, repo: str, name: str, files: dict[str, str]) -> str:
+    """<repo>:<hash of files>, built from those files unless it exists; older tags go."""
+    recipe = recipe_hash(*(f"{k}\n{v}" for k, v in sorted(files.items())))
+    tag = f"{repo}:{recipe}"
+    if not image_exists(client, tag):
+        context = write_context(name, files)
+        build_image(client, tag, context, {**project_labels(f"{name}-image"), RECIPE_LABEL: recipe})
+        drop_older_tags(client, repo, tag)
+    return tag
+
+
 def build_image(client: docker.DockerClient, tag: str, context: Path, labels: dict[str, str]) -> None:
     with_retries(lambda: _build_image_once(client, tag, context, labels), f"building {tag}")
 
@@ -514,13 +525,7 @@ def ensure_vm_image(client: docker.DockerClient, mirror: Registry, prefer_ubuntu
         "files/etc/sudoers.d/90-localcloud-ubuntu": SUDOERS,
         "files/etc/docker/daemon.json": vm_daemon_json(mirror),
     }
-    recipe = recipe_hash(*(f"{k}\n{v}" for k, v in sorted(files.items())))
-    tag = f"{VM_REPO}:{recipe}"
-    if not image_exists(client, tag):
-        context = write_context("vm", files)
-        build_image(client, tag, context, {**project_labels("vm-image"), RECIPE_LABEL: recipe})
-        drop_older_tags(client, VM_REPO, tag)
-    return tag
+    return ensure_recipe_image(client, VM_REPO, "vm", files)
 
 
 # --- Runtime image ---------------------------------------------------------------
@@ -660,13 +665,7 @@ def ensure_services_image(client: docker.DockerClient) -> str:
     """dcgan-services:<hash>: Debian's docker-registry and git, for the two servers VMs use."""
     base = ensure_debian_base(client)
     files = {"Dockerfile": SERVICES_DOCKERFILE.format(base=base), "registry.yml": REGISTRY_CONFIG}
-    recipe = recipe_hash(*(f"{k}\n{v}" for k, v in sorted(files.items())))
-    tag = f"{SERVICES_REPO}:{recipe}"
-    if not image_exists(client, tag):
-        context = write_context("services", files)
-        build_image(client, tag, context, {**project_labels("services-image"), RECIPE_LABEL: recipe})
-        drop_older_tags(client, SERVICES_REPO, tag)
-    return tag
+    return ensure_recipe_image(client, SERVICES_REPO, "services", files)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from .images import (
     PROJECT_VALUE,
     REGISTRY_NAME,
     ROLE_LABEL,
+    CloudImages,
     ensure_services_image,
     prepare_images,
     project_labels,
@@ -232,8 +233,12 @@ def up(
     ssh_port_base: int | None = None,
     boot_timeout: float = BOOT_TIMEOUT_S,
     client: docker.DockerClient | None = None,
+    images: CloudImages | None = None,
 ) -> Cloud:
-    """Start N VMs, wait until each answers SSH, write their inventory."""
+    """Start N VMs, wait until each answers SSH, write their inventory.
+
+    images: what prepare_images returned, when the caller already ran it.
+    """
     if nodes < 1:
         raise LocalCloudError(f"--nodes must be at least 1, not {nodes}")
     run_id = check_run_id(run_id or new_run_id())
@@ -242,7 +247,7 @@ def up(
     key = ensure_ssh_key(state_dir(run_id), comment=f"dcgan-localcloud-{run_id}")
     try:
         client = client or ensure_engine()
-        vms = _start_and_boot(client, run_id, ports, key, boot_timeout)
+        vms = _start_and_boot(client, images or prepare_images(client), run_id, ports, key, boot_timeout)
     except KeyboardInterrupt:
         progress(f"localcloud: interrupted; removing run {run_id}")
         if client is not None:
@@ -261,9 +266,8 @@ def up(
 
 
 def _start_and_boot(
-    client: docker.DockerClient, run_id: str, ports: list[int], key: Path, boot_timeout: float
+    client: docker.DockerClient, images: CloudImages, run_id: str, ports: list[int], key: Path, boot_timeout: float
 ) -> list[Machine]:
-    images = prepare_images(client)
     progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
     # All containers first, then all waits: the VMs boot in parallel.
     names = [start_vm(client, images.vm, run_id, node_name(i), port) for i, port in enumerate(ports, 1)]
@@ -581,15 +585,20 @@ def commit_folder(app_dir: Path, bare_repo: Path) -> str:
     return output
 
 
+def check_app_dir(app_dir: Path, needed_by: str) -> None:
+    """A DCGAN app folder holds a Dockerfile and dist_dcgan.py; say which is missing."""
+    for required in ("Dockerfile", "dist_dcgan.py"):
+        if not (Path(app_dir) / required).is_file():
+            raise LocalCloudError(f"{app_dir} has no {required}; {needed_by} needs a folder with a Dockerfile and dist_dcgan.py")
+
+
 @one_line_errors
 def serve_app(
     app_dir: str | Path, run_id: str, name: str = "app", client: docker.DockerClient | None = None
 ) -> ServedApp:
     """Serve a folder as git://<address>/<name>.git for the run's VMs; return URL and commit."""
     app_dir = Path(app_dir).resolve()
-    for required in ("Dockerfile", "dist_dcgan.py"):
-        if not (app_dir / required).is_file():
-            raise LocalCloudError(f"{app_dir} has no {required}; serve_app needs the DCGAN app folder")
+    check_app_dir(app_dir, "serve_app")
     check_run_id(run_id)
     client = client or ensure_engine()
     with tempfile.TemporaryDirectory(prefix="localcloud-git-") as tmp:

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import mnist
 from .engine import LocalCloudError, ensure_engine, progress
 from .images import prepare_images
-from .localcloud import Cloud, down, serve_app, state_dir, up
+from .localcloud import Cloud, check_app_dir, down, serve_app, state_dir, up
 from .output import check_complete, parse_output_file
 from .playbook_run import PlaybookResult, run_playbook
 
@@ -132,11 +132,7 @@ def stage_mnist(options: RunOptions, work: Path) -> Path:
 def open_session(options: RunOptions) -> LocalSession:
     """Engine, images, VMs and app source; the caller closes the session."""
     if options.app == "offline" or options.app == "auto":
-        for required in ("Dockerfile", "dist_dcgan.py"):
-            if not (Path(options.app_dir) / required).is_file():
-                raise LocalCloudError(
-                    f"{options.app_dir} has no {required}; --app-dir needs a folder with a Dockerfile and dist_dcgan.py"
-                )
+        check_app_dir(options.app_dir, "--app-dir")
     work = REPO_ROOT / ".cache" / "localrun"
     work.mkdir(parents=True, exist_ok=True)
     # Bad data fails here, before anything is started.
@@ -145,9 +141,9 @@ def open_session(options: RunOptions) -> LocalSession:
     with timed(phases, "engine"):
         client = ensure_engine()
     with timed(phases, "image"):
-        prepare_images(client)
+        images = prepare_images(client)
     with timed(phases, "vm_up"):
-        cloud = up(options.nodes, options.run_id, client=client)
+        cloud = up(options.nodes, options.run_id, client=client, images=images)
     try:
         repo_url, commit = _choose_app(options, cloud)
     except BaseException:
