@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .engine import LocalCloudError
+from .localcloud import LocalCloudError
 from .localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, REPO_ROOT, RunOptions, open_session
 from .mnist import MnistError
 

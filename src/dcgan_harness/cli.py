@@ -36,11 +36,12 @@ def _check(args: argparse.Namespace) -> int:
 # so `check` stays fast and needs neither Docker nor boto3.
 DELEGATED = {
     "run": ("localrun", "run configure.yaml on fresh local VMs and fetch output.txt"),
-    "cloud": ("localcloud", "start, list and remove local VMs (up --nodes N, status, down)"),
+    "cloud": ("localcloud.command", "start, list and remove local VMs (up --nodes N, status, down)"),
     "parse": ("output", "parse an output.txt and say whether it holds complete epochs"),
     "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
     "aws": ("aws", "check the AWS settings and that the instances match the course's VM spec"),
     "bench": ("bench", "time each phase of a fast local run and write a JSON report"),
+    "report": ("report", "write report.json, losses.png and report.md for the runs in a results folder"),
 }
 
 

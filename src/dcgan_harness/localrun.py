@@ -21,9 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mnist
-from .engine import LocalCloudError, ensure_engine, progress
-from .images import prepare_images
-from .localcloud import Cloud, check_app_dir, down, serve_app, state_dir, up
+from .localcloud import (
+    Cloud,
+    LocalCloudError,
+    check_app_dir,
+    down,
+    ensure_engine,
+    prepare_images,
+    progress,
+    serve_app,
+    state_dir,
+    up,
+)
 from .output import check_complete, parse_output_file
 from .playbook_run import PlaybookResult, run_playbook
 

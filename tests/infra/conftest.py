@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcgan_harness import engine, localcloud
+from dcgan_harness.localcloud import engine, vms
 
 
 def pytest_configure(config):
@@ -23,8 +23,8 @@ def docker_client():
 @pytest.fixture(scope="module")
 def cloud(docker_client):
     """One VM for the module's tests, removed afterwards even when they fail."""
-    run_id = "t" + localcloud.new_run_id()
+    run_id = "t" + vms.new_run_id()
     try:
-        yield localcloud.up(nodes=1, run_id=run_id, client=docker_client)
+        yield vms.up(nodes=1, run_id=run_id, client=docker_client)
     finally:
-        localcloud.down(run_id, client=docker_client)
+        vms.down(run_id, client=docker_client)

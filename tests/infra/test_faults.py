@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from dcgan_harness import images, localcloud
-from dcgan_harness.engine import LocalCloudError
+from dcgan_harness.localcloud import command, images, vms
+from dcgan_harness.localcloud.engine import LocalCloudError
 
 START_TIMEOUT_S = 120  # image checks + container start; images are built by the vm_image fixture
 HANG_UNIT = "localcloud-test-hang.service"
@@ -46,15 +46,15 @@ def vm_image(docker_client) -> str:
 @pytest.fixture
 def run_id(docker_client):
     """A fresh run id, whose containers and volumes are removed after the test whatever happens."""
-    run_id = "f" + localcloud.new_run_id()
+    run_id = "f" + vms.new_run_id()
     try:
         yield run_id
     finally:
-        localcloud.down(run_id, client=docker_client)
+        vms.down(run_id, client=docker_client)
 
 
 def run_filter(run_id: str) -> dict:
-    return {"label": f"{localcloud.RUN_LABEL}={run_id}"}
+    return {"label": f"{vms.RUN_LABEL}={run_id}"}
 
 
 def leftovers(client, run_id: str) -> tuple[list[str], list[str]]:
@@ -123,17 +123,17 @@ class CliUp:
 @pytest.mark.localcloud
 def test_down_removes_a_vm_whose_run_folder_is_gone(docker_client, vm_image, run_id):
     """A run killed after its VM booted, whose folder was lost too: only the labels find it."""
-    cloud = localcloud.up(nodes=1, run_id=run_id, client=docker_client)
-    localcloud._remove_state(run_id)
-    assert not localcloud.state_dir(run_id).exists()
+    cloud = vms.up(nodes=1, run_id=run_id, client=docker_client)
+    vms._remove_state(run_id)
+    assert not vms.state_dir(run_id).exists()
 
-    listed = [m for m in localcloud.status(client=docker_client) if m.run_id == run_id]
+    listed = [m for m in vms.status(client=docker_client) if m.run_id == run_id]
     assert [(m.name, m.role, m.state) for m in listed] == [(cloud.vms[0].name, "vm", "running")]
 
-    removed = localcloud.down(run_id, client=docker_client)
+    removed = vms.down(run_id, client=docker_client)
     assert cloud.vms[0].name in removed
     assert leftovers(docker_client, run_id) == ([], [])
-    assert [m for m in localcloud.status(client=docker_client) if m.run_id == run_id] == []
+    assert [m for m in vms.status(client=docker_client) if m.run_id == run_id] == []
 
 
 @pytest.mark.localcloud
@@ -141,17 +141,17 @@ def test_down_removes_the_vm_of_an_up_killed_with_sigkill(docker_client, vm_imag
     """SIGKILL gives `up` no chance to clean up: its booting VM and volume stay until `down`."""
     up = CliUp(run_id)
     try:
-        up.wait_for_line(f"localcloud: started {localcloud.vm_name(run_id, 'compute01')}")
+        up.wait_for_line(f"localcloud: started {vms.vm_name(run_id, 'compute01')}")
         up.kill()
         containers, volumes = leftovers(docker_client, run_id)
-        assert containers == [localcloud.vm_name(run_id, "compute01")]
-        assert volumes == [f"{localcloud.vm_name(run_id, 'compute01')}-docker"]
-        assert [m.name for m in localcloud.status(client=docker_client) if m.run_id == run_id] == containers
+        assert containers == [vms.vm_name(run_id, "compute01")]
+        assert volumes == [f"{vms.vm_name(run_id, 'compute01')}-docker"]
+        assert [m.name for m in vms.status(client=docker_client) if m.run_id == run_id] == containers
 
         # Through the CLI, as a person cleaning up would.
-        assert localcloud.main(["down", "--run-id", run_id]) == 0
+        assert command.main(["down", "--run-id", run_id]) == 0
         assert leftovers(docker_client, run_id) == ([], [])
-        assert not localcloud.state_dir(run_id).exists()
+        assert not vms.state_dir(run_id).exists()
     finally:
         up.kill()
 
@@ -165,7 +165,7 @@ def test_interrupted_up_exits_130_with_one_line_and_removes_its_vm(docker_client
     up = CliUp(run_id)
     try:
         # The container exists and systemd is booting: the middle of starting the VM.
-        up.wait_for_line(f"localcloud: started {localcloud.vm_name(run_id, 'compute01')}")
+        up.wait_for_line(f"localcloud: started {vms.vm_name(run_id, 'compute01')}")
         assert up.proc.poll() is None, "up finished before it could be interrupted"
         up.proc.send_signal(signum)
         code, err = up.finish()
@@ -179,9 +179,9 @@ def test_interrupted_up_exits_130_with_one_line_and_removes_its_vm(docker_client
     assert f"localcloud: interrupted; removing run {run_id}" in err.splitlines()
     # The interrupted `up` removed its own run on the way out ...
     assert leftovers(docker_client, run_id) == ([], [])
-    assert not localcloud.state_dir(run_id).exists()
+    assert not vms.state_dir(run_id).exists()
     # ... and a `down` afterwards finds nothing of it either.
-    localcloud.down(run_id, client=docker_client)
+    vms.down(run_id, client=docker_client)
     assert leftovers(docker_client, run_id) == ([], [])
 
 
@@ -207,17 +207,17 @@ def hang_unit_archive() -> bytes:
 
 @pytest.mark.localcloud
 def test_vm_whose_pid_1_is_not_systemd_is_named_in_one_line(docker_client, vm_image, run_id):
-    name = localcloud.vm_name(run_id, "compute01")
+    name = vms.vm_name(run_id, "compute01")
     docker_client.containers.run(
         vm_image,
         ["sleep", "infinity"],
         name=name,
         detach=True,
-        labels=images.project_labels("vm", **{localcloud.RUN_LABEL: run_id, localcloud.NODE_LABEL: "compute01"}),
+        labels=images.project_labels("vm", **{vms.RUN_LABEL: run_id, vms.NODE_LABEL: "compute01"}),
     )
     started = time.monotonic()
     with pytest.raises(LocalCloudError) as raised:
-        localcloud.wait_for_boot(docker_client, name, timeout=30)
+        vms.wait_for_boot(docker_client, name, timeout=30)
     message = str(raised.value)
     assert_one_line(message)
     assert f"VM {name}: PID 1 is sleep, not systemd" in message
@@ -227,14 +227,14 @@ def test_vm_whose_pid_1_is_not_systemd_is_named_in_one_line(docker_client, vm_im
 
 @pytest.mark.localcloud
 def test_vm_whose_systemd_never_finishes_booting_times_out_in_one_line(docker_client, vm_image, run_id):
-    name = localcloud.vm_name(run_id, "compute01")
+    name = vms.vm_name(run_id, "compute01")
     container = docker_client.containers.create(
         vm_image,
         name=name,
         hostname="compute01",
-        labels=images.project_labels("vm", **{localcloud.RUN_LABEL: run_id, localcloud.NODE_LABEL: "compute01"}),
+        labels=images.project_labels("vm", **{vms.RUN_LABEL: run_id, vms.NODE_LABEL: "compute01"}),
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-        **localcloud.vm_run_options(),
+        **vms.vm_run_options(),
     )
     assert container.put_archive("/", hang_unit_archive())
     container.start()
@@ -242,7 +242,7 @@ def test_vm_whose_systemd_never_finishes_booting_times_out_in_one_line(docker_cl
     timeout = 4
     started = time.monotonic()
     with pytest.raises(LocalCloudError) as raised:
-        localcloud.wait_for_boot(docker_client, name, timeout=timeout)
+        vms.wait_for_boot(docker_client, name, timeout=timeout)
     elapsed = time.monotonic() - started
     message = str(raised.value)
     assert_one_line(message)

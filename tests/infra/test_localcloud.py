@@ -9,8 +9,8 @@ import subprocess
 import pytest
 import yaml
 
-from dcgan_harness import images, localcloud
-from dcgan_harness.engine import LocalCloudError
+from dcgan_harness.localcloud import command, gitserver, images, vms
+from dcgan_harness.localcloud.engine import LocalCloudError
 
 
 
@@ -38,7 +38,7 @@ def assert_one_line(text: str) -> None:
 
 def test_port_in_use_names_the_port_and_the_fix(listening_port):
     with pytest.raises(LocalCloudError) as raised:
-        localcloud.choose_ssh_ports(1, base=listening_port)
+        vms.choose_ssh_ports(1, base=listening_port)
     message = str(raised.value)
     assert_one_line(message)
     assert f"127.0.0.1:{listening_port}" in message
@@ -46,7 +46,7 @@ def test_port_in_use_names_the_port_and_the_fix(listening_port):
 
 
 def test_cli_up_on_a_busy_port_exits_2_with_one_line(listening_port, state_root, capsys):
-    code = localcloud.main(["up", "--nodes", "1", "--ssh-port-base", str(listening_port)])
+    code = command.main(["up", "--nodes", "1", "--ssh-port-base", str(listening_port)])
     err = capsys.readouterr().err
     assert code == 2
     assert_one_line(err)
@@ -54,7 +54,7 @@ def test_cli_up_on_a_busy_port_exits_2_with_one_line(listening_port, state_root,
 
 
 def test_free_ports_are_distinct():
-    ports = localcloud.choose_ssh_ports(3)
+    ports = vms.choose_ssh_ports(3)
     assert len(set(ports)) == 3
 
 
@@ -63,7 +63,7 @@ def test_key_readable_by_others_is_refused_with_chmod_600(tmp_path):
     key.write_text("not really a key\n")
     key.chmod(0o644)
     with pytest.raises(LocalCloudError) as raised:
-        localcloud.check_key_permissions(key)
+        vms.check_key_permissions(key)
     assert_one_line(str(raised.value))
     assert f"chmod 600 {key}" in str(raised.value)
 
@@ -73,7 +73,7 @@ def test_cli_up_refuses_a_run_key_readable_by_others(state_root, capsys):
     key.parent.mkdir()
     key.write_text("not really a key\n")
     key.chmod(0o640)
-    code = localcloud.main(["up", "--run-id", "r1"])
+    code = command.main(["up", "--run-id", "r1"])
     err = capsys.readouterr().err
     assert code == 2
     assert_one_line(err)
@@ -81,22 +81,22 @@ def test_cli_up_refuses_a_run_key_readable_by_others(state_root, capsys):
 
 
 def test_generated_key_is_ed25519_and_private(tmp_path):
-    key = localcloud.ensure_ssh_key(tmp_path / "run")
+    key = vms.ensure_ssh_key(tmp_path / "run")
     assert oct(key.stat().st_mode & 0o777) == oct(0o600)
     assert key.with_suffix(".pub").read_text().startswith("ssh-ed25519 ")
-    assert localcloud.ensure_ssh_key(tmp_path / "run") == key
+    assert vms.ensure_ssh_key(tmp_path / "run") == key
 
 
 def test_bad_run_id_is_refused():
     with pytest.raises(LocalCloudError):
-        localcloud.check_run_id("Has Spaces")
+        vms.check_run_id("Has Spaces")
 
 
 def test_inventory_matches_the_project_shape(tmp_path):
-    vm = localcloud.Machine(
+    vm = vms.Machine(
         name="dcgan-vm-x-compute01", role="vm", state="running", run_id="x", node="compute01", ssh_port=2222
     )
-    path = localcloud.write_inventory(tmp_path / "inventory.yaml", [vm], tmp_path / "id_ed25519")
+    path = vms.write_inventory(tmp_path / "inventory.yaml", [vm], tmp_path / "id_ed25519")
     host = yaml.safe_load(path.read_text())["cloud"]["hosts"]["compute01"]
     assert host["ansible_host"] == "127.0.0.1"
     assert host["ansible_port"] == 2222
@@ -110,16 +110,16 @@ def test_same_folder_gives_same_commit(tmp_path):
     app.mkdir()
     (app / "Dockerfile").write_text("FROM dcgan-runtime:latest\n")
     (app / "dist_dcgan.py").write_text("print('hi')\n")
-    first = localcloud.commit_folder(app, tmp_path / "one" / "app.git")
+    first = gitserver.commit_folder(app, tmp_path / "one" / "app.git")
     (app / "__pycache__").mkdir()
     (app / "__pycache__" / "dist_dcgan.cpython-311.pyc").write_bytes(b"\0")
-    second = localcloud.commit_folder(app, tmp_path / "two" / "app.git")
+    second = gitserver.commit_folder(app, tmp_path / "two" / "app.git")
     assert first == second and len(first) == 40
 
 
 def test_missing_app_files_are_one_line_errors(tmp_path):
     with pytest.raises(LocalCloudError) as raised:
-        localcloud.serve_app(tmp_path, run_id="x")
+        gitserver.serve_app(tmp_path, run_id="x")
     assert_one_line(str(raised.value))
     assert "Dockerfile" in str(raised.value)
 
@@ -130,7 +130,7 @@ def test_missing_app_files_are_one_line_errors(tmp_path):
 def ssh(cloud, command: str) -> subprocess.CompletedProcess:
     vm = cloud.vms[0]
     return subprocess.run(
-        localcloud.ssh_command(vm, cloud.key, command),
+        vms.ssh_command(vm, cloud.key, command),
         capture_output=True,
         text=True,
         timeout=60,
@@ -179,7 +179,7 @@ def test_vm_reaches_the_registry_mirror(cloud, docker_client):
 def test_served_app_is_reachable_from_the_vm(cloud, docker_client, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM dcgan-runtime:latest\n")
     (tmp_path / "dist_dcgan.py").write_text("print('hi')\n")
-    served = localcloud.serve_app(tmp_path, cloud.run_id, client=docker_client)
+    served = gitserver.serve_app(tmp_path, cloud.run_id, client=docker_client)
     host = served.url.split("/")[2]
     result = ssh(cloud, f"timeout 5 bash -c '</dev/tcp/{host}/{images.GIT_DAEMON_PORT}' && echo open")
     assert result.stdout.strip() == "open", result.stderr
@@ -187,9 +187,9 @@ def test_served_app_is_reachable_from_the_vm(cloud, docker_client, tmp_path):
 
 @pytest.mark.localcloud
 def test_status_lists_the_vm(cloud, docker_client):
-    machines = localcloud.status(cloud.run_id, client=docker_client)
-    vms = [m for m in machines if m.role == "vm"]
-    assert [(m.name, m.state, m.ssh_port, m.run_id) for m in vms] == [
+    machines = vms.status(cloud.run_id, client=docker_client)
+    listed = [m for m in machines if m.role == "vm"]
+    assert [(m.name, m.state, m.ssh_port, m.run_id) for m in listed] == [
         (cloud.vms[0].name, "running", cloud.vms[0].ssh_port, cloud.run_id)
     ]
 
@@ -197,8 +197,8 @@ def test_status_lists_the_vm(cloud, docker_client):
 @pytest.mark.localcloud
 def test_down_removes_the_vm_and_its_volume(cloud, docker_client):
     """Last on purpose: the VM is gone after it (the fixture's own `down` is then a no-op)."""
-    localcloud.down(cloud.run_id, client=docker_client)
-    run_filter = {"label": f"{localcloud.RUN_LABEL}={cloud.run_id}"}
+    vms.down(cloud.run_id, client=docker_client)
+    run_filter = {"label": f"{vms.RUN_LABEL}={cloud.run_id}"}
     assert docker_client.containers.list(all=True, filters=run_filter) == []
     assert docker_client.volumes.list(filters=run_filter) == []
-    assert not localcloud.state_dir(cloud.run_id).exists()
+    assert not vms.state_dir(cloud.run_id).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcgan_harness.engine import LocalCloudError, with_retries
+from dcgan_harness.localcloud.engine import LocalCloudError, with_retries
 
 
 def flaky(failures: int):

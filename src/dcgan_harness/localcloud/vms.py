@@ -1,30 +1,21 @@
-"""A disposable local cloud: containers that look like Ubuntu/Debian VMs to Ansible.
-
-    python -m dcgan_harness.localcloud up --nodes 2   # prints the inventory path
-    python -m dcgan_harness.localcloud status
-    python -m dcgan_harness.localcloud down            # removes every VM, also of killed runs
+"""The local cloud's VMs: containers that look like Ubuntu/Debian VMs to Ansible.
 
 Each VM boots systemd as PID 1, runs sshd on a loopback port, and can run the
 Docker engine the playbook installs (nested containers included). Each run
-has its own id, so parallel runs (CI jobs, pytest workers) never collide, and
-every container and volume carries labels, so `down` finds what a killed run
-left behind. `serve_app` serves an application folder as a git repository the
-VMs can clone, standing in for GitHub.
+has its own id, so parallel runs (CI jobs, pytest workers, grading jobs) never
+collide, and every container and volume carries labels, so `down` finds what
+a killed run left behind.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,38 +25,25 @@ import docker.errors
 import yaml
 
 from .engine import LocalCloudError, ensure_engine, one_line_errors, progress, try_connect
-from .keys import too_open_mode
+from ..keys import too_open_mode
 from .images import (
-    GIT_DAEMON_PORT,
     PROJECT_LABEL,
     PROJECT_VALUE,
     REGISTRY_NAME,
     ROLE_LABEL,
     CloudImages,
-    ensure_services_image,
     prepare_images,
     project_labels,
     project_root,
-    tar_folder,
 )
 
 RUN_LABEL = "dcgan.localcloud.run"
 NODE_LABEL = "dcgan.localcloud.node"
 VM_PREFIX = "dcgan-vm"
-GIT_PREFIX = "dcgan-git"
 BOOT_TIMEOUT_S = 180.0
 SSH_TIMEOUT_S = 30.0
 RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-# Deterministic identity and date: the same folder always gives the same commit.
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "dcgan-harness localcloud",
-    "GIT_AUTHOR_EMAIL": "localcloud@dcgan-harness.invalid",
-    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
-    "GIT_COMMITTER_NAME": "dcgan-harness localcloud",
-    "GIT_COMMITTER_EMAIL": "localcloud@dcgan-harness.invalid",
-    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
-}
 
 
 @dataclass(frozen=True)
@@ -89,13 +67,6 @@ class Cloud:
     inventory: Path
     key: Path
     vms: list[Machine] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ServedApp:
-    url: str
-    commit: str
-    name: str
 
 
 # --- Names, folders, checks that need no Docker -------------------------------------
@@ -545,202 +516,3 @@ def _remove_state(run_id: str | None) -> None:
     for folder in targets:
         if folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
-
-
-# --- The app's git server -------------------------------------------------------------
-
-
-def commit_folder(app_dir: Path, bare_repo: Path) -> str:
-    """Commit the folder as it is into a new bare repository; return the commit id.
-
-    Fixed author, committer and date, and no user or system git config, so the
-    same folder gives the same commit id on every machine and every run.
-    """
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(bare_repo.parent),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        **GIT_IDENTITY,
-    }
-    bare_repo.parent.mkdir(parents=True, exist_ok=True)
-    excludes = bare_repo.parent / "excludes"
-    # Bytecode appears next to the app whenever its tests import it; it must not change the commit.
-    excludes.write_text("__pycache__/\n*.pyc\n")
-    git = ["git", "-c", f"core.excludesFile={excludes}", "-c", "commit.gpgsign=false", "-c", "core.autocrlf=false"]
-    repo = ["--git-dir", str(bare_repo), "--work-tree", str(app_dir)]
-    steps = [
-        [*git, "init", "--quiet", "--bare", "--initial-branch=main", str(bare_repo)],
-        [*git, *repo, "add", "--all", "."],
-        [*git, *repo, "commit", "--quiet", "--no-verify", "-m", f"{app_dir.name} as served by the local cloud"],
-        [*git, "--git-dir", str(bare_repo), "rev-parse", "HEAD"],
-    ]
-    output = ""
-    for step in steps:
-        proc = subprocess.run(step, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LocalCloudError(f"committing {app_dir} failed at `git {step[7]}`: {proc.stderr.strip()[:160]}")
-        output = proc.stdout.strip()
-    (bare_repo / "index").unlink(missing_ok=True)
-    return output
-
-
-def check_app_dir(app_dir: Path, needed_by: str) -> None:
-    """A DCGAN app folder holds a Dockerfile and dist_dcgan.py; say which is missing."""
-    for required in ("Dockerfile", "dist_dcgan.py"):
-        if not (Path(app_dir) / required).is_file():
-            raise LocalCloudError(f"{app_dir} has no {required}; {needed_by} needs a folder with a Dockerfile and dist_dcgan.py")
-
-
-@one_line_errors
-def serve_app(
-    app_dir: str | Path, run_id: str, name: str = "app", client: docker.DockerClient | None = None
-) -> ServedApp:
-    """Serve a folder as git://<address>/<name>.git for the run's VMs; return URL and commit."""
-    app_dir = Path(app_dir).resolve()
-    check_app_dir(app_dir, "serve_app")
-    check_run_id(run_id)
-    client = client or ensure_engine()
-    with tempfile.TemporaryDirectory(prefix="localcloud-git-") as tmp:
-        bare = Path(tmp) / f"{name}.git"
-        commit = commit_folder(app_dir, bare)
-        server = ensure_git_server(client, run_id)
-        _exec(server, ["rm", "-rf", f"/srv/git/{name}.git"])
-        server.put_archive("/srv", tar_folder(bare, f"git/{name}.git"))
-    server.reload()
-    url = f"git://{server.attrs['NetworkSettings']['IPAddress']}/{name}.git"
-    _check_served(server, name, commit)
-    progress(f"localcloud: serving {app_dir} at {url} (commit {commit[:12]})")
-    return ServedApp(url=url, commit=commit, name=name)
-
-
-def ensure_git_server(client: docker.DockerClient, run_id: str):
-    """The run's git daemon container, started on first use and removed by `down`."""
-    name = f"{GIT_PREFIX}-{run_id}"
-    try:
-        server = client.containers.get(name)
-        if server.status == "running":
-            return server
-        server.remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    return client.containers.run(
-        ensure_services_image(client),
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--base-path=/srv/git",
-            f"--port={GIT_DAEMON_PORT}",
-            "/srv/git",
-        ],
-        name=name,
-        detach=True,
-        # No tmpfs for /srv/git: put_archive writes beneath tmpfs mounts, unseen.
-        labels=project_labels("git", **{RUN_LABEL: run_id}),
-    )
-
-
-def _check_served(server, name: str, commit: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    output = ""
-    while time.monotonic() < deadline:
-        code, output = _exec(server, ["git", "ls-remote", f"git://127.0.0.1/{name}.git", "HEAD"])
-        if code == 0 and output.startswith(commit):
-            return
-        time.sleep(0.3)
-    raise LocalCloudError(
-        f"the git server {server.name} does not serve {name}.git: {output[:120]}; see `docker logs {server.name}`"
-    )
-
-
-# --- Command line ----------------------------------------------------------------------
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    cloud = up(args.nodes, args.run_id, args.ssh_port_base, args.boot_timeout)
-    for vm in cloud.vms:
-        progress(f"  {vm.node}: ssh -i {cloud.key} -p {vm.ssh_port} ubuntu@127.0.0.1")
-    progress(
-        f"run {cloud.run_id} is up; remove it with: python -m dcgan_harness.localcloud down --run-id {cloud.run_id}"
-    )
-    print(cloud.inventory)
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    removed = down(args.run_id)
-    print(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    machines = status(args.run_id)
-    if not machines:
-        print("no local cloud containers")
-        return 0
-    rows = [("NAME", "ROLE", "STATE", "SSH", "RUN")]
-    rows += [(m.name, m.role, m.state, str(m.ssh_port or "-"), m.run_id or "-") for m in machines]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    served = serve_app(args.app_dir, args.run_id, args.name)
-    print(f"{served.url} {served.commit}")
-    return 0
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog or "python -m dcgan_harness.localcloud", description=__doc__.splitlines()[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    up_cmd = commands.add_parser("up", help="start VMs and print the path of their Ansible inventory")
-    up_cmd.add_argument("--nodes", type=int, default=1)
-    up_cmd.add_argument("--run-id", help="name of this run (default: random)")
-    up_cmd.add_argument(
-        "--ssh-port-base", type=int, help="SSH of computeNN on this port + NN - 1 (default: free ports)"
-    )
-    up_cmd.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S, help="seconds a VM may take to boot")
-    up_cmd.set_defaults(handler=_cmd_up)
-    down_cmd = commands.add_parser("down", help="remove the VMs and their volumes (all runs unless --run-id)")
-    down_cmd.add_argument("--run-id")
-    down_cmd.set_defaults(handler=_cmd_down)
-    status_cmd = commands.add_parser("status", help="list the local cloud's containers")
-    status_cmd.add_argument("--run-id")
-    status_cmd.set_defaults(handler=_cmd_status)
-    serve_cmd = commands.add_parser("serve", help="serve an app folder as a git repository for a run's VMs")
-    serve_cmd.add_argument("app_dir", type=Path)
-    serve_cmd.add_argument("--run-id", required=True)
-    serve_cmd.add_argument("--name", default="app")
-    serve_cmd.set_defaults(handler=_cmd_serve)
-    return parser
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """CLI entry point; errors become one line on stderr and exit status 2."""
-    args = build_parser(prog).parse_args(argv)
-    # CI cancels jobs with SIGTERM: treat it like Ctrl-C, so `up` removes its half-made run.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return args.handler(args)
-    except LocalCloudError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; `python -m dcgan_harness.localcloud down` removes whatever was left", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    sys.exit(main())

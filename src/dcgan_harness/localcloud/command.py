@@ -1,0 +1,102 @@
+"""`dcgan-harness cloud`: start, list and remove local VMs, serve an app.
+
+    dcgan-harness cloud up --nodes 2   # prints the inventory path
+    dcgan-harness cloud status
+    dcgan-harness cloud down           # removes every VM, also of killed runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .engine import LocalCloudError, progress
+from .gitserver import serve_app
+from .vms import BOOT_TIMEOUT_S, down, status, up
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    cloud = up(args.nodes, args.run_id, args.ssh_port_base, args.boot_timeout)
+    for vm in cloud.vms:
+        progress(f"  {vm.node}: ssh -i {cloud.key} -p {vm.ssh_port} ubuntu@127.0.0.1")
+    progress(
+        f"run {cloud.run_id} is up; remove it with: dcgan-harness cloud down --run-id {cloud.run_id}"
+    )
+    print(cloud.inventory)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    removed = down(args.run_id)
+    print(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    machines = status(args.run_id)
+    if not machines:
+        print("no local cloud containers")
+        return 0
+    rows = [("NAME", "ROLE", "STATE", "SSH", "RUN")]
+    rows += [(m.name, m.role, m.state, str(m.ssh_port or "-"), m.run_id or "-") for m in machines]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    served = serve_app(args.app_dir, args.run_id, args.name)
+    print(f"{served.url} {served.commit}")
+    return 0
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "dcgan-harness cloud", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_cmd = commands.add_parser("up", help="start VMs and print the path of their Ansible inventory")
+    up_cmd.add_argument("--nodes", type=int, default=1)
+    up_cmd.add_argument("--run-id", help="name of this run (default: random)")
+    up_cmd.add_argument(
+        "--ssh-port-base", type=int, help="SSH of computeNN on this port + NN - 1 (default: free ports)"
+    )
+    up_cmd.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S, help="seconds a VM may take to boot")
+    up_cmd.set_defaults(handler=_cmd_up)
+    down_cmd = commands.add_parser("down", help="remove the VMs and their volumes (all runs unless --run-id)")
+    down_cmd.add_argument("--run-id")
+    down_cmd.set_defaults(handler=_cmd_down)
+    status_cmd = commands.add_parser("status", help="list the local cloud's containers")
+    status_cmd.add_argument("--run-id")
+    status_cmd.set_defaults(handler=_cmd_status)
+    serve_cmd = commands.add_parser("serve", help="serve an app folder as a git repository for a run's VMs")
+    serve_cmd.add_argument("app_dir", type=Path)
+    serve_cmd.add_argument("--run-id", required=True)
+    serve_cmd.add_argument("--name", default="app")
+    serve_cmd.set_defaults(handler=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """CLI entry point; errors become one line on stderr and exit status 2."""
+    args = build_parser(prog).parse_args(argv)
+    # CI cancels jobs with SIGTERM: treat it like Ctrl-C, so `up` removes its half-made run.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.handler(args)
+    except LocalCloudError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
