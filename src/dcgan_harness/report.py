@@ -96,6 +96,8 @@ class RunReport:
     hosts: list[HostReport]
     speedup: float | None = None
     efficiency: float | None = None
+    # Set when the folder also holds hosts of a run of another world size.
+    shares_folder: bool = False
 
     @property
     def nodes(self) -> int:
@@ -107,8 +109,14 @@ class RunReport:
         return max(sizes) if sizes else None
 
     @property
+    def missing_ranks(self) -> list[int]:
+        """Ranks of the job that no host's output covers."""
+        present = {figures.rank for host in self.hosts for figures in host.ranks}
+        return [rank for rank in range(self.world_size or 0) if rank not in present]
+
+    @property
     def complete(self) -> bool:
-        return all(host.complete for host in self.hosts)
+        return all(host.complete for host in self.hosts) and not self.missing_ranks
 
     @property
     def epoch_seconds(self) -> float | None:
@@ -121,7 +129,8 @@ class RunReport:
         return sum(slowest) / len(slowest)
 
     def label(self, root: Path) -> str:
-        return "." if self.folder == root else str(self.folder.relative_to(root))
+        label = "." if self.folder == root else str(self.folder.relative_to(root))
+        return f"{label} (world size {self.world_size})" if self.shares_folder else label
 
     def as_json(self, root: Path) -> dict:
         return {
@@ -129,6 +138,7 @@ class RunReport:
             "nodes": self.nodes,
             "world_size": self.world_size,
             "complete": self.complete,
+            "missing_ranks": self.missing_ranks,
             "epoch_seconds": _round(self.epoch_seconds),
             "speedup": _round(self.speedup),
             "efficiency": _round(self.efficiency),
@@ -222,10 +232,17 @@ def read_runs(root: Path) -> list[RunReport]:
         raise ReportError(
             f"{root}: holds no <host>/{OUTPUT_NAME}; run `make run` first or pass the folder configure.yaml fetched into"
         )
-    by_folder: dict[Path, list[HostReport]] = {}
+    # Host folders left by an earlier run of another size hold another world size.
+    by_run: dict[tuple[Path, int], list[HostReport]] = {}
     for path in outputs:
-        by_folder.setdefault(path.parent.parent, []).append(read_host(path))
-    runs = [RunReport(folder, hosts) for folder, hosts in sorted(by_folder.items())]
+        host = read_host(path)
+        sizes = [figures.world_size for figures in host.ranks if figures.world_size]
+        by_run.setdefault((path.parent.parent, sizes[0] if sizes else 0), []).append(host)
+    folders = [folder for folder, _ in by_run]
+    runs = [
+        RunReport(folder, hosts, shares_folder=folders.count(folder) > 1)
+        for (folder, _), hosts in sorted(by_run.items(), key=lambda item: (str(item[0][0]), item[0][1]))
+    ]
     # Sorted by size, so the table reads 1, 2, 4 ... nodes.
     runs.sort(key=lambda run: (run.nodes, run.world_size or 0, str(run.folder)))
     baseline = next((run for run in runs if run.nodes == 1 and run.epoch_seconds), None)
@@ -328,8 +345,12 @@ def markdown(runs: list[RunReport], root: Path, plotted: int) -> str:
         lines += ["Speedup = 1-node epoch time / N-node epoch time; efficiency = speedup / N.", ""]
     lines += ["## Ranks", ""] + rank_table(runs, root) + [""]
     problems = [(run, host) for run in runs for host in run.hosts if host.problems]
-    if problems:
+    if problems or any(run.missing_ranks for run in runs):
         lines += ["## Incomplete outputs", ""]
+        for run in runs:
+            if run.missing_ranks:
+                missing = ", ".join(map(str, run.missing_ranks))
+                lines.append(f"- run `{run.label(root)}`: no output holds rank(s) {missing} of world size {run.world_size}")
         for run, host in problems:
             lines += [f"- `{host.path.relative_to(root)}`: {problem}" for problem in host.problems]
         lines.append("")

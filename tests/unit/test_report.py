@@ -177,3 +177,15 @@ def test_cli_prints_a_summary_and_writes_the_three_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "nodes-2: 2 node(s), world size 2, epoch 4.0 s, speedup 1.50, efficiency 75%" in out
     assert {path.name for path in root.iterdir()} >= {"report.json", "report.md", "losses.png"}
+
+
+def test_hosts_left_by_a_run_of_another_size_are_a_separate_run(tmp_path):
+    root = copy_run("two-nodes", tmp_path / "results")
+    shutil.rmtree(root / "compute01")
+    shutil.copytree(FIXTURES / "one-node" / "compute01", root / "compute01")
+    runs = report.write_report(root)["runs"]
+    assert [(run["folder"], run["nodes"], run["world_size"]) for run in runs] == [
+        (". (world size 1)", 1, 1),
+        (". (world size 2)", 1, 2),
+    ]
+    assert runs[0]["complete"] and not runs[1]["complete"]
