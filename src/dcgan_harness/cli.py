@@ -25,10 +25,13 @@ def _check(args: argparse.Namespace) -> int:
         raise HarnessError(str(error)) from None
     for finding in findings:
         print(finding.format(args.playbook))
-    if findings:
-        print(f"{len(findings)} finding(s) in {args.playbook}", file=sys.stderr)
+    errors = [finding for finding in findings if finding.severity == rules.ERROR]
+    advice = len(findings) - len(errors)
+    advisories = f" and {advice} advisory finding(s)" if advice else ""
+    if errors:
+        print(f"{len(errors)} finding(s){advisories} in {args.playbook}", file=sys.stderr)
         return 1
-    print(f"{args.playbook}: all {len(rules.RULE_IDS)} rules pass")
+    print(f"{args.playbook}: all {len(rules.RULE_IDS)} rules pass{advisories.replace(' and', ', with')}")
     return 0
 
 
@@ -40,6 +43,7 @@ DELEGATED = {
     "parse": ("output", "parse an output.txt and say whether it holds complete epochs"),
     "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
     "aws": ("aws", "check the AWS settings and that the instances match the course's VM spec"),
+    "grade": ("grade.command", "grade students' configure.yaml end to end, sandboxed (grade merge DIR... joins shards)"),
     "bench": ("bench", "time each phase of a fast local run and write a JSON report"),
     "report": ("report", "write report.json, losses.png and report.md for the runs in a results folder"),
 }

@@ -174,9 +174,15 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def ensure_recipe_image(client: docker.DockerClient, repo: str, name: str, files: dict[str, str]) -> str:
-    """<repo>:<hash of files>, built from those files unless it exists; older tags go."""
-    recipe = recipe_hash(*(f"{k}\n{v}" for k, v in sorted(files.items())))
+def ensure_recipe_image(client: docker.DockerClient, repo: str, name: str, files: dict[str, str | Path]) -> str:
+    """<repo>:<hash of files>, built from those files unless it exists; older tags go.
+
+    Text files count by name and content, files on disk (wheels) as recipe_hash counts them.
+    """
+    parts: list[str | Path] = []
+    for relpath, content in sorted(files.items()):
+        parts += [relpath, content] if isinstance(content, Path) else [f"{relpath}\n{content}"]
+    recipe = recipe_hash(*parts)
     tag = f"{repo}:{recipe}"
     if not image_exists(client, tag):
         context = write_context(name, files)

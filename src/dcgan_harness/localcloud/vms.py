@@ -433,7 +433,7 @@ def status(run_id: str | None = None, client: docker.DockerClient | None = None)
 
 @one_line_errors
 def down(run_id: str | None = None, client: docker.DockerClient | None = None) -> list[str]:
-    """Remove the run's VMs, their volumes and git server; all runs when run_id is None.
+    """Remove the run's VMs, their volumes, git server, controllers and sandbox networks; all runs when run_id is None.
 
     Found by label rather than from a state file, so leftovers of runs that
     were killed before writing anything go too. The registry mirror stops when
@@ -444,7 +444,14 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
     if client is None:
         _remove_state(run_id)
         return []
-    removed = _remove_containers(client, run_id, roles=("vm", "git"))
+    removed = _remove_containers(client, run_id, roles=("vm", "git", "controller"))
+    for network in client.networks.list(filters=_project_filter(run_id)):
+        # Sandbox networks of the grader; their members are gone by now.
+        try:
+            network.remove()
+            removed.append(network.name)
+        except docker.errors.APIError:
+            pass
     for volume in client.volumes.list(filters=_project_filter(run_id)):
         if (volume.attrs.get("Labels") or {}).get(ROLE_LABEL) == "vm-docker":
             _remove_volume(volume)

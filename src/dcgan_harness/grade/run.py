@@ -1,0 +1,120 @@
+"""Stage 2, run: the student's playbook against a fresh VM, from a sandboxed controller.
+
+The VM is a local-cloud VM shaped like the course's (group `cloud`, host
+`compute01`, user `ubuntu`, a key). Its git redirects upstream's URL to the
+served stand-in, so a playbook that clones github.com/otavioon/Distributed-DCGAN
+works offline unchanged. The controller container reaches the VM over an
+internal network that holds only the two of them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..localcloud import RUN_LABEL, LocalCloudError, up
+from ..localcloud.controller import (
+    address_on,
+    collect_results,
+    create_sandbox_network,
+    remove_container,
+    remove_network,
+    run_sandboxed,
+)
+from ..localcloud.engine import progress
+from ..localcloud.vms import _exec
+from .work import GradingRun, SubmissionWork
+
+UPSTREAM_PREFIXES = (
+    "https://github.com/otavioon/",
+    "http://github.com/otavioon/",
+    "https://www.github.com/otavioon/",
+    "git://github.com/otavioon/",
+    "git@github.com:otavioon/",
+    "ssh://git@github.com/otavioon/",
+)
+KEY_NAME = "key.pem"
+
+
+def course_inventory(vm_address: str) -> bytes:
+    """The course's inventory shape, pointing at the VM's address on the sandbox network."""
+    return (
+        "cloud:\n"
+        "  hosts:\n"
+        "    compute01:\n"
+        f"      ansible_host: {vm_address}\n"
+        "      ansible_user: ubuntu\n"
+        f"      ansible_ssh_private_key_file: {KEY_NAME}\n"
+    ).encode()
+
+
+def upstream_redirect(served_url: str) -> str:
+    """System git config that sends every spelling of upstream's URL to the served copy.
+
+    The served repository is named like upstream's, so the rewritten URL
+    names it whether or not the student wrote the .git suffix (git daemon
+    tries both).
+    """
+    base = served_url.rsplit("/", 1)[0] + "/"
+    lines = [f'[url "{base}"]'] + [f"\tinsteadOf = {prefix}" for prefix in UPSTREAM_PREFIXES]
+    return "\n".join(lines) + "\n"
+
+
+def redirect_upstream_on(client, vm_name: str, served_url: str) -> None:
+    container = client.containers.get(vm_name)
+    code, output = _exec(
+        container,
+        ["sh", "-c", 'printf "%s" "$GITCONFIG" > /etc/gitconfig && chmod 644 /etc/gitconfig'],
+        environment={"GITCONFIG": upstream_redirect(served_url)},
+    )
+    if code != 0:
+        raise LocalCloudError(f"writing /etc/gitconfig on {vm_name} failed: {output[:160]}")
+
+
+class RunStage:
+    name = "run"
+
+    def run(self, run: GradingRun, work: SubmissionWork) -> None:
+        started = time.monotonic()
+        if work.submission.playbook is None:
+            work.run_problem = f"the playbook did not run: {work.submission.problem}"
+            work.report(self.name, "skipped: no configure.yaml", time.monotonic() - started)
+            return
+        work.cloud = up(1, work.run_id, client=run.client, images=run.images)
+        vm = work.cloud.vms[0]
+        redirect_upstream_on(run.client, vm.name, run.served.url)
+        network = f"dcgan-sandbox-{work.run_id}"
+        controller = f"dcgan-controller-{work.run_id}"
+        try:
+            create_sandbox_network(run.client, network, {RUN_LABEL: work.run_id}).connect(vm.name)
+            address = address_on(run.client.containers.get(vm.name), network)
+            work.sandbox = run_sandboxed(
+                run.client,
+                run.controller_image,
+                controller,
+                network=network,
+                files={
+                    "configure.yaml": work.submission.playbook,
+                    "inventory.yaml": course_inventory(address),
+                    KEY_NAME: work.cloud.key.read_bytes(),
+                },
+                command=["ansible-playbook", "-i", "inventory.yaml", "configure.yaml"],
+                timeout=run.timeout,
+                log_path=work.log_path,
+                labels={RUN_LABEL: work.run_id},
+            )
+            work.fetched = collect_results(controller, run.client, work.results_dir)
+        finally:
+            remove_container(run.client, controller)
+            remove_network(run.client, network)
+        sandbox = work.sandbox
+        if sandbox.timed_out:
+            work.run_problem = f"the playbook was stopped at the {run.timeout:.0f}s time limit"
+            summary = f"stopped at the {run.timeout:.0f}s limit"
+        elif sandbox.ok:
+            summary = "ansible-playbook succeeded"
+        else:
+            summary = f"ansible-playbook failed (exit {sandbox.returncode})"
+        summary += f", {len(work.fetched)} file(s) fetched"
+        work.report(self.name, summary, time.monotonic() - started)
+        if sandbox.timed_out:
+            progress(f"grade: {work.name}: {work.run_problem}")

@@ -1,0 +1,153 @@
+"""Finding the submissions to grade: configure.yaml files, folders, archives, classes.
+
+Only a submission's configure.yaml is graded, as the course says; whatever
+lies beside it (ansible.cfg, plugins, roles, other files) is never read, so
+nothing of it can reach the grader's Ansible. Archives are not unpacked: the
+one member named configure.yaml is read out of them.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+PLAYBOOK_NAME = "configure.yaml"
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+# A student's playbook is a few kilobytes; anything far larger is not one.
+MAX_PLAYBOOK_BYTES = 1024 * 1024
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SubmissionError(Exception):
+    """A submission that cannot be graded; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    source: Path
+    playbook: bytes | None  # None when the submission holds no configure.yaml
+    problem: str = ""  # why playbook is None
+
+
+def name_of(path: Path) -> str:
+    """The file's stem, the folder's name, the archive's name without its suffixes."""
+    name = path.name
+    for suffix in ARCHIVE_SUFFIXES + PLAYBOOK_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return SAFE_NAME.sub("_", name).strip("._") or "submission"
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def is_playbook_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PLAYBOOK_SUFFIXES
+
+
+def discover(paths: list[Path]) -> list[Submission]:
+    """Every submission the paths name, in a stable order, with unique names.
+
+    A folder holding configure.yaml is one submission; any other folder is a
+    class: each of its entries (a .yaml file, a folder, an archive) is one.
+    """
+    found: list[Submission] = []
+    for path in paths:
+        if not path.exists():
+            raise SubmissionError(f"{path}: no such file or folder; pass configure.yaml files, folders or archives")
+        if path.is_dir() and not (path / PLAYBOOK_NAME).is_file():
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            members = [p for p in entries if p.is_dir() or is_archive(p) or is_playbook_file(p)]
+            if not members:
+                raise SubmissionError(f"{path}: holds neither {PLAYBOOK_NAME} nor submissions; pass a folder of submissions")
+            found += [load(member) for member in members]
+        else:
+            found.append(load(path))
+    return unique_names(found)
+
+
+def load(path: Path) -> Submission:
+    name = name_of(path)
+    if path.is_dir():
+        return _from_file(name, path, path / PLAYBOOK_NAME)
+    if is_archive(path):
+        return _from_archive(name, path)
+    if is_playbook_file(path):
+        return _from_file(name, path, path)
+    return Submission(name, path, None, f"{path.name} is neither a .yaml file, a folder nor a .zip/.tar.gz archive")
+
+
+def _from_file(name: str, source: Path, playbook: Path) -> Submission:
+    if not playbook.is_file():
+        return Submission(name, source, None, f"no {PLAYBOOK_NAME} in {source}")
+    if playbook.stat().st_size > MAX_PLAYBOOK_BYTES:
+        return Submission(name, source, None, f"{playbook} is larger than {MAX_PLAYBOOK_BYTES >> 10} KiB")
+    return Submission(name, source, playbook.read_bytes())
+
+
+def _from_archive(name: str, archive: Path) -> Submission:
+    try:
+        content = _read_playbook_member(archive)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as error:
+        return Submission(name, archive, None, f"{archive.name} cannot be opened as an archive ({error})")
+    if content is None:
+        return Submission(name, archive, None, f"no {PLAYBOOK_NAME} inside {archive.name}")
+    return Submission(name, archive, content)
+
+
+def _read_playbook_member(archive: Path) -> bytes | None:
+    """The shallowest member named configure.yaml, read without unpacking anything else."""
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as bundle:
+            members = [i for i in bundle.infolist() if not i.is_dir() and _is_playbook_member(i.filename)]
+            if not members:
+                return None
+            chosen = min(members, key=lambda i: (len(PurePosixPath(i.filename).parts), i.filename))
+            if chosen.file_size > MAX_PLAYBOOK_BYTES:
+                return None
+            return bundle.read(chosen)
+    with tarfile.open(archive) as bundle:
+        members = [m for m in bundle.getmembers() if m.isfile() and _is_playbook_member(m.name)]
+        if not members:
+            return None
+        chosen = min(members, key=lambda m: (len(PurePosixPath(m.name).parts), m.name))
+        if chosen.size > MAX_PLAYBOOK_BYTES:
+            return None
+        handle = bundle.extractfile(chosen)
+        return handle.read() if handle else None
+
+
+def _is_playbook_member(member: str) -> bool:
+    parts = PurePosixPath(member).parts
+    # macOS archives carry resource forks (__MACOSX/._configure.yaml) beside the real file.
+    return bool(parts) and parts[-1] == PLAYBOOK_NAME and "__MACOSX" not in parts
+
+
+def unique_names(submissions: list[Submission]) -> list[Submission]:
+    seen: dict[str, int] = {}
+    result = []
+    for submission in submissions:
+        count = seen.get(submission.name, 0) + 1
+        seen[submission.name] = count
+        name = submission.name if count == 1 else f"{submission.name}-{count}"
+        result.append(Submission(name, submission.source, submission.playbook, submission.problem))
+    return result
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """K/N: grade every N-th submission starting at the K-th (1-based)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise SubmissionError(f"--shard {text!r}: write K/N with 1 <= K <= N, e.g. --shard 2/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard(submissions: list[Submission], k: int, n: int) -> list[Submission]:
+    return submissions[k - 1 :: n]

@@ -1,0 +1,84 @@
+"""The state a grading run shares across submissions, and what one submission's
+stages hand each other."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from ..localcloud import Cloud, CloudImages, ServedApp
+from ..localcloud.controller import SandboxResult
+from .results import CheckResult, StageReport, SubmissionResult
+from .rubric import Rubric
+from .submission import Submission
+
+FAST = "fast"
+FULL = "full"
+MODES = (FAST, FULL)
+# Images the grader stages per mode: 2 iterations at batch 128, or the course's 79.
+STAGED_IMAGES = {FAST: 256, FULL: 10_000}
+DEFAULT_TIMEOUT_S = {FAST: 900, FULL: 3600}
+
+
+@dataclass
+class GradingRun:
+    """Built once per `grade`: the engine, images, the served app, the settings."""
+
+    client: docker.DockerClient
+    images: CloudImages
+    controller_image: str
+    served: ServedApp
+    grading_id: str
+    mode: str
+    timeout: float
+    rubric: Rubric
+    out_dir: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Run ids of the submissions' VMs, for the cleanup after Ctrl-C.
+    run_ids: set[str] = field(default_factory=set)
+
+    @property
+    def staged_images(self) -> int:
+        return STAGED_IMAGES[self.mode]
+
+
+@dataclass
+class SubmissionWork:
+    """One submission on its way through the stages."""
+
+    submission: Submission
+    index: int
+    total: int
+    folder: Path
+    result: SubmissionResult
+    run_id: str = ""
+    playbook_path: Path | None = None
+    cloud: Cloud | None = None
+    sandbox: SandboxResult | None = None
+    # Why the playbook did not run, when it did not.
+    run_problem: str = ""
+    fetched: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.submission.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "log.txt"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.folder / "resultados"
+
+    def add(self, check: CheckResult | None) -> None:
+        if check is not None:
+            self.result.checks.append(check)
+
+    def report(self, stage: str, summary: str, seconds: float) -> StageReport:
+        entry = StageReport(stage, summary, round(seconds, 1))
+        self.result.stages.append(entry)
+        return entry
