@@ -77,7 +77,7 @@ WHEEL_TARGET = (
     "--platform",
     "manylinux_2_28_x86_64",
 )
-SHIM_DIR = Path(__file__).resolve().parent / "runtime"
+SHIM_DIR = Path(__file__).resolve().parents[1] / "runtime"
 SHIM_FILES = ("torchvision_cpu_shim.py", "torchvision-cpu-shim.pth")
 
 REGISTRY_NAME = "dcgan-registry"
@@ -92,7 +92,7 @@ GIT_DAEMON_PORT = 9418
 
 def project_root() -> Path:
     """The checkout this package runs from, else the working directory."""
-    candidate = Path(__file__).resolve().parents[2]
+    candidate = Path(__file__).resolve().parents[3]
     if (candidate / "pyproject.toml").is_file() and (candidate / "src" / "dcgan_harness").is_dir():
         return candidate
     return Path.cwd()
