@@ -1,0 +1,124 @@
+"""What a shell or command task runs, read word by word.
+
+A regular expression over the raw text misses ``docker --host x build``,
+``docker buildx build``, ``docker compose up`` or the ``argv:`` list form;
+here the command is split into shell words, nested ``sh -c '...'`` strings
+are opened, and each docker invocation is reduced to its subcommand path.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from typing import Any, Iterator
+
+from .templates import Unknown
+
+COMMAND_MODULES = frozenset({"shell", "command", "raw"})
+# Global options of docker and docker compose that take a value.
+OPTIONS_WITH_VALUE = frozenset(
+    {
+        "-H", "--host", "-c", "--context", "--config", "-l", "--log-level", "--tlscacert", "--tlscert", "--tlskey",
+        "-f", "--file", "-p", "--project-name", "--profile", "--env-file", "--project-directory", "--ansi",
+        "--parallel", "--progress",
+    }
+)
+SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "\n"})
+BUILD_COMMANDS = frozenset(
+    {("build",), ("image", "build"), ("buildx", "build"), ("buildx", "b"), ("builder", "build"), ("compose", "build")}
+)
+RUN_COMMANDS = frozenset(
+    {("run",), ("container", "run"), ("start",), ("container", "start"), ("compose", "up"), ("compose", "run")}
+)
+
+
+def command_text(args: dict) -> str:
+    """The command line of a shell/command/raw task, whichever way it was written."""
+    if isinstance(args.get("argv"), list):
+        return shlex.join(str(word) for word in args["argv"])
+    return str(args.get("cmd") or args.get("_raw_params") or "")
+
+
+# A Jinja expression left in a command is one word, whatever blanks it holds.
+JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+def task_command(task) -> str:
+    """The command line of a shell/command/raw task with the playbook's variables filled in."""
+    if task.module not in COMMAND_MODULES:
+        return ""
+    try:
+        return command_text(task.resolver(lenient=True).render(task.args))
+    except Unknown:
+        return command_text(task.args)
+
+
+def shell_words(text: str) -> list[str]:
+    text = JINJA_EXPRESSION.sub("{?}", text)
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        return list(lexer)
+    except ValueError:  # an unbalanced quote: fall back on blanks
+        return text.split()
+
+
+def docker_invocations(text: str, depth: int = 0) -> Iterator[tuple[str, ...]]:
+    """The subcommand path of every docker call, e.g. ('buildx', 'build') or ('compose', 'up', '--build')."""
+    words = shell_words(text)
+    for index, word in enumerate(words):
+        if depth < 3 and any(blank in word for blank in " \t\n;&|"):
+            yield from docker_invocations(word, depth + 1)
+        program = posixpath.basename(word)
+        if program == "docker":
+            yield _subcommand(words[index + 1:])
+        elif program == "docker-compose":
+            yield ("compose", *_subcommand(words[index + 1:]))
+
+
+def _subcommand(words: list[str]) -> tuple[str, ...]:
+    path: list[str] = []
+    flags: list[str] = []
+    skip = False
+    for word in words:
+        if word in SEPARATORS:
+            break
+        if skip:
+            skip = False
+            continue
+        if word.startswith("-"):
+            skip = word in OPTIONS_WITH_VALUE
+            flags.append(word)
+            continue
+        if len(path) < 2:
+            path.append(word)
+            if path[0] not in {"compose", "image", "buildx", "builder", "container"}:
+                break
+    return (*path, *flags)
+
+
+def builds_image(text: str) -> bool:
+    for invocation in docker_invocations(text):
+        if invocation[:2] in BUILD_COMMANDS or invocation[:1] in BUILD_COMMANDS:
+            return True
+        if invocation[:2] == ("compose", "up") and "--build" in invocation:
+            return True
+    return False
+
+
+def runs_container(text: str) -> bool:
+    return any(
+        invocation[:2] in RUN_COMMANDS or invocation[:1] in RUN_COMMANDS for invocation in docker_invocations(text)
+    )
+
+
+def mentions(value: Any, needle: str) -> bool:
+    if isinstance(value, str):
+        return needle in value
+    if isinstance(value, dict):
+        return any(mentions(item, needle) for item in value.values())
+    if isinstance(value, list):
+        return any(mentions(item, needle) for item in value)
+    return False

@@ -1,0 +1,283 @@
+"""Reading the Jinja in a playbook without running any of it.
+
+The rules need two things from templates: which lookups they call (a lookup
+runs on the machine running Ansible) and, for a few keywords, the value they
+render to from the playbook's own variables (``async: "{{ build_async }}"``).
+Students' files are untrusted, so rendering happens in Jinja's immutable
+sandbox with no lookups, no Ansible filters and no large results; anything
+that needs more than that is "unknown", never guessed.
+"""
+
+from __future__ import annotations
+
+import operator
+import posixpath
+from typing import Any, Iterator
+
+from jinja2 import ChainableUndefined, StrictUndefined, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+TEMPLATE_MARKERS = ("{{", "{%")
+# Keywords whose string value is a bare Jinja expression, not a template.
+CONDITIONAL_KEYWORDS = ("when", "changed_when", "failed_when", "until")
+# Arguments that take an expression too: assert's `that` and debug's `var`.
+EXPRESSION_KEYS = frozenset({*CONDITIONAL_KEYWORDS, "that", "var"})
+LOOKUP_FUNCTIONS = frozenset({"lookup", "query", "q"})
+# Longest string or list a rendered value may become.
+MAX_RESULT = 10_000
+MAX_DEPTH = 20
+TRUE_WORDS = frozenset({"true", "yes", "on", "1", "y", "t"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0", "n", "f", ""})
+
+
+class Unknown(Exception):
+    """The value depends on something the playbook alone does not settle."""
+
+
+class Placeholder(ChainableUndefined):
+    """Stands in for an unknown variable in a path, so the known parts still show."""
+
+    def __str__(self) -> str:
+        return "{?}"
+
+
+def _bool_filter(value: Any) -> bool:
+    truth = to_bool(value)
+    if truth is None:
+        raise Unknown(f"{value!r} is not a boolean")
+    return truth
+
+
+def _bounded(result: Any) -> Any:
+    if hasattr(result, "__len__") and len(result) > MAX_RESULT:
+        raise SecurityError("result too large")
+    return result
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, also refusing to build huge strings or numbers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator_name, left, right):
+        if operator_name == "**":
+            if isinstance(right, (int, float)) and abs(right) > 64:
+                raise SecurityError("exponent too large")
+            return left**right
+        if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            return left * right
+        count, sequence = (left, right) if isinstance(left, int) else (right, left)
+        if isinstance(count, int) and hasattr(sequence, "__len__") and count * len(sequence) > MAX_RESULT:
+            raise SecurityError("repetition too large")
+        return _bounded(operator.mul(left, right))
+
+
+class _AnyName(dict):
+    """Filters or tests where one Jinja lacks (Ansible's own) yield a placeholder, not an error."""
+
+    def __missing__(self, name):
+        return lambda *args, **kwargs: Placeholder(name=name)
+
+    def get(self, name, default=None):
+        return self[name]
+
+
+# What basename gives for an unknown path: one folder entry, never '..' or a '/'.
+UNKNOWN_FILE_NAME = "<file name>"
+
+
+def _basename(value: Any) -> Any:
+    return posixpath.basename(value) if isinstance(value, str) else UNKNOWN_FILE_NAME
+
+
+def _dirname(value: Any) -> Any:
+    return posixpath.dirname(value) if isinstance(value, str) else Placeholder(name="path")
+
+
+def _environment(undefined) -> _Sandbox:
+    environment = _Sandbox(undefined=undefined)
+    environment.filters.update(
+        bool=_bool_filter, d=environment.filters["default"], basename=_basename, dirname=_dirname,
+    )
+    if undefined is Placeholder:
+        environment.filters = _AnyName(environment.filters)
+        environment.tests = _AnyName(environment.tests)
+    return environment
+
+
+STRICT = _environment(StrictUndefined)
+LENIENT = _environment(Placeholder)
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and any(marker in value for marker in TEMPLATE_MARKERS)
+
+
+def to_bool(value: Any) -> bool | None:
+    """Ansible's reading of a boolean keyword; None when it is not one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS:
+        return True
+    if isinstance(value, str) and value.strip().lower() in FALSE_WORDS:
+        return False
+    return None
+
+
+# --- Lookups ----------------------------------------------------------------------
+
+
+def parse(source: str, expression: bool = False) -> nodes.Template | None:
+    """Jinja's syntax tree of a template, or of a bare expression; None if Jinja cannot read it."""
+    text = "{{ (" + source + ") }}" if expression and not is_template(source) else source
+    try:
+        return STRICT.parse(text)
+    except Exception:  # noqa: BLE001 - any Jinja error means Ansible cannot run it either
+        return None
+
+
+def lookup_calls(source: str, expression: bool = False) -> Iterator[str | None]:
+    """The plugin name of every lookup the text calls; None for one not named by a literal.
+
+    Every mention of lookup/query/q counts, called or not, so that
+    ``{% set run = lookup %}`` cannot hide a call behind another name.
+    """
+    tree = parse(source, expression)
+    if tree is None:
+        return
+    called = set()
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name in LOOKUP_FUNCTIONS:
+            called.add(id(call.node))
+            yield _literal_plugin(call)
+    for name in tree.find_all(nodes.Name):
+        if name.name in LOOKUP_FUNCTIONS and id(name) not in called:
+            yield None
+
+
+def _literal_plugin(call: nodes.Call) -> str | None:
+    if call.dyn_args is not None or not call.args:
+        return None
+    first = call.args[0]
+    if isinstance(first, nodes.Const) and isinstance(first.value, str):
+        return first.value
+    return None
+
+
+def strings_in(value: Any, key: str = "") -> Iterator[tuple[str, bool]]:
+    """Every string inside value, with whether it is a bare expression."""
+    if isinstance(value, str):
+        yield value, key in EXPRESSION_KEYS
+    elif isinstance(value, dict):
+        for child_key, child in value.items():
+            if isinstance(child_key, str):
+                yield child_key, False
+            yield from strings_in(child, str(child_key))
+    elif isinstance(value, list):
+        for child in value:
+            yield from strings_in(child, key)
+
+
+# --- Rendering from the playbook's variables ------------------------------------------
+
+
+class Resolver:
+    """Renders values with a fixed set of variables, themselves rendered on demand."""
+
+    def __init__(self, variables: dict, lenient: bool = False):
+        self.variables = variables
+        self.environment = LENIENT if lenient else STRICT
+        self._done: dict[str, Any] = {}
+        self._busy: set[str] = set()
+
+    def render(self, value: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise Unknown("variables nest too deep")
+        if isinstance(value, list):
+            return [self.render(item, depth + 1) for item in value]
+        if isinstance(value, dict):
+            return {key: self.render(item, depth + 1) for key, item in value.items()}
+        if not is_template(value):
+            return value
+        try:
+            template = self.environment.from_string(value)
+            names = self._free_names(self.environment.parse(value))
+            context = {name: self.variable(name, depth + 1) for name in names if self._known(name, depth + 1)}
+            return _bounded(template.render(context))
+        except Unknown:
+            raise
+        except Exception as error:  # noqa: BLE001 - undefined names, sandbox refusals, bad syntax
+            raise Unknown(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a bare expression such as a ``when`` condition."""
+        try:
+            compiled = STRICT.compile_expression(expression, undefined_to_none=False)
+            names = self._free_names(STRICT.parse("{{ (" + expression + ") }}"))
+            context = {name: self.variable(name, 1) for name in names if self._known(name, 1)}
+            return compiled(**context)
+        except Unknown:
+            raise
+        except Exception as error:  # noqa: BLE001 - as in render
+            raise Unknown(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+
+    def _free_names(self, tree: nodes.Template) -> set[str]:
+        """Variables the text reads; in strict mode one the playbook does not define is Unknown.
+
+        Facts, registered results and magic variables exist only at run
+        time, so even ``x is defined`` cannot be settled for them here.
+        """
+        names = meta.find_undeclared_variables(tree) - set(self.environment.globals)
+        if self.environment is STRICT and (missing := names - set(self.variables)):
+            raise Unknown(f"{', '.join(sorted(missing))} not defined in the playbook")
+        return names
+
+    def variable(self, name: str, depth: int) -> Any:
+        if name in self._done:
+            return self._done[name]
+        if name in self._busy:
+            raise Unknown(f"variable {name} refers to itself")
+        self._busy.add(name)
+        try:
+            value = self.render(self.variables[name], depth)
+        finally:
+            self._busy.discard(name)
+        self._done[name] = value
+        return value
+
+    def _known(self, name: str, depth: int) -> bool:
+        if name not in self.variables:
+            return False
+        if self.environment is STRICT:
+            return True
+        # Lenient rendering leaves a variable it cannot render as a placeholder.
+        try:
+            self.variable(name, depth)
+        except Unknown:
+            return False
+        return True
+
+
+def condition_value(condition: Any, resolver: Resolver) -> bool | None:
+    """True or False when a ``when`` condition is settled by the playbook alone, else None."""
+    if isinstance(condition, (bool, int)) and not isinstance(condition, str):
+        return bool(condition)
+    if not isinstance(condition, str):
+        return None
+    try:
+        if is_template(condition):
+            rendered = resolver.render(condition)
+            truth = to_bool(rendered)
+            return truth if truth is not None else _truth_of(resolver.evaluate(rendered))
+        return _truth_of(resolver.evaluate(condition))
+    except Unknown:
+        return None
+
+
+def _truth_of(value: Any) -> bool | None:
+    if isinstance(value, (StrictUndefined, ChainableUndefined)):
+        return None
+    return bool(value)
