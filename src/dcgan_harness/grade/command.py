@@ -70,6 +70,7 @@ def grade(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     progress(f"grade: {len(submissions)} submission(s), mode {args.mode}, {args.jobs} at a time, results in {out}")
     run = start_grading(args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out)
+    progress(f"grade: run {run.grading_id}; `dcgan-harness cloud down` removes what an interrupted run leaves")
     try:
         results = grade_class(run, submissions, args.jobs)
     finally:

@@ -9,6 +9,8 @@ internal network that holds only the two of them.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 from ..localcloud import RUN_LABEL, LocalCloudError, up
@@ -33,6 +35,8 @@ UPSTREAM_PREFIXES = (
     "ssh://git@github.com/otavioon/",
 )
 KEY_NAME = "key.pem"
+TASK_HEADER = re.compile(r"^TASK \[(?P<name>.*)\] \**$")
+FAILED_LINE = re.compile(r"^(fatal|failed): \[[^\]]+\]: (FAILED|UNREACHABLE)! => (?P<detail>.*)$")
 
 
 def course_inventory(vm_address: str) -> bytes:
@@ -114,7 +118,39 @@ class RunStage:
             summary = "ansible-playbook succeeded"
         else:
             summary = f"ansible-playbook failed (exit {sandbox.returncode})"
+            work.run_problem = f"the playbook failed: {first_failure(sandbox.log) or summary}"
         summary += f", {len(work.fetched)} file(s) fetched"
         work.report(self.name, summary, time.monotonic() - started)
         if sandbox.timed_out:
             progress(f"grade: {work.name}: {work.run_problem}")
+
+
+def first_failure(log: str) -> str:
+    """The task that stopped the play and Ansible's message, from the play's output.
+
+    Failures of tasks with ignore_errors are followed by '...ignoring' and do not count.
+    """
+    lines = log.splitlines()
+    task = ""
+    for number, line in enumerate(lines):
+        header = TASK_HEADER.match(line)
+        if header:
+            task = header.group("name")
+            continue
+        failed = FAILED_LINE.match(line)
+        if failed and not _ignored(lines, number):
+            return f"task '{task}': {_message_of(failed.group('detail'))}"
+    return ""
+
+
+def _ignored(lines: list[str], number: int) -> bool:
+    following = next((line for line in lines[number + 1 :] if line.strip()), "")
+    return following.startswith("...ignoring")
+
+
+def _message_of(detail: str) -> str:
+    try:
+        message = json.loads(detail).get("msg", detail)
+    except (ValueError, AttributeError):
+        message = detail
+    return " ".join(str(message).split())[:300]
