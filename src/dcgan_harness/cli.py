@@ -7,6 +7,7 @@ exit status 2, so users and grading scripts never see a bare traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from pathlib import Path
@@ -35,12 +36,72 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(args: argparse.Namespace) -> int:
+    # Imported here: `check` needs neither the parser nor its dependencies.
+    from . import output
+
+    try:
+        result = output.parse_output_file(args.path)
+    except OSError as error:
+        raise HarnessError(f"{args.path}: cannot read it ({error.strerror or error}); pass the path of an output.txt") from None
+    expected = _expectations(args, output)
+    print(f"{args.path}:")
+    for line in output.summarize(result):
+        print(f"  {line}")
+    problems = output.check_complete(result, expected)
+    for problem in problems:
+        print(f"problem: {problem}")
+    if not problems:
+        print(
+            f"complete: {expected.epochs} epoch(s) of {expected.iterations} iterations, world size"
+            f" {expected.world_size}, rank(s) {', '.join(map(str, expected.expected_ranks))}"
+        )
+    return 1 if problems else 0
+
+
+def _expectations(args: argparse.Namespace, output):
+    """What the run was started with, as the caller says; the course's configuration by default."""
+    try:
+        expected = output.Expectations.from_settings(
+            args.images, args.batch_size, world_size=args.world_size, epochs=args.epochs,
+            ranks=tuple(args.ranks) if args.ranks else None,
+        )
+        if args.iterations is not None:
+            expected = dataclasses.replace(expected, iterations=args.iterations)
+        return dataclasses.replace(expected, dataset=args.dataset)
+    except ValueError as error:
+        raise HarnessError(f"{error}; fix the option") from None
+
+
+def _add_parse_parser(commands) -> None:
+    parse = commands.add_parser(
+        "parse",
+        help="parse an output.txt and say whether it holds the complete run that was asked for",
+        description="Check an output.txt against the run's settings (the course's by default: 10,000 MNIST test"
+        " images, batch 128, 1 epoch, world size 1, so 79 iterations). Nothing is taken from the file itself.",
+    )
+    parse.add_argument("path", type=Path, help="the output.txt to check")
+    parse.add_argument("--epochs", type=int, default=1, help="epochs the run was started with (default 1)")
+    parse.add_argument("--world-size", type=int, default=1, help="processes in the run (default 1)")
+    parse.add_argument(
+        "--rank", type=int, action="append", dest="ranks",
+        help="a rank this file must hold; repeat for several (default: every rank of the world)",
+    )
+    parse.add_argument("--images", type=int, default=10_000, help="images trained on (default 10000, MNIST test)")
+    parse.add_argument("--batch-size", type=int, default=128, help="batch size per rank (default 128)")
+    parse.add_argument(
+        "--iterations", type=int, default=None,
+        help="iterations per epoch and rank (default: ceil(images / (world size x batch size)))",
+    )
+    parse.add_argument("--dataset", default="mnist", help="dataset the run must load (default mnist)")
+    parse.set_defaults(handler=_parse)
+
+
 # Subcommands that own their arguments: module and help line. Imported on use,
 # so `check` stays fast and needs neither Docker nor boto3.
 DELEGATED = {
     "run": ("localrun", "run configure.yaml on fresh local VMs and fetch output.txt"),
     "cloud": ("localcloud.command", "start, list and remove local VMs (up --nodes N, status, down)"),
-    "parse": ("output", "parse an output.txt and say whether it holds complete epochs"),
     "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
     "aws": ("aws", "check the AWS settings and that the instances match the course's VM spec"),
     "grade": ("grade.command", "grade students' configure.yaml end to end, sandboxed (grade merge DIR... joins shards)"),
@@ -60,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run the playbook rules on a configure.yaml")
     check.add_argument("playbook", nargs="?", type=Path, default=Path("configure.yaml"))
     check.set_defaults(handler=_check)
+    _add_parse_parser(commands)
     # Listed for --help only: main() hands their arguments over untouched.
     for name, (_, help_line) in DELEGATED.items():
         commands.add_parser(name, help=help_line, add_help=False)

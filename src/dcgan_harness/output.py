@@ -3,14 +3,18 @@
 The app prints, in order: its argparse namespace, ``Rank: r. World Size: w``,
 ``Dataset <name> loaded``, one line per training iteration and one
 ``[rank: r] Epoch e took: s seconds`` line per epoch.  Anything else in the
-file (warnings, launcher noise, prefixes added by log collectors) is ignored.
+file (warnings, launcher noise, prefixes added by log collectors) is ignored,
+except a Python traceback, which always means trouble.
 
-    python -m dcgan_harness.output resultados/compute01/output.txt
+What a complete run looks like comes from the caller (``Expectations``:
+epochs, world size, ranks, iterations per epoch, dataset), never from the
+file itself, so an output cannot vouch for itself.
+
+    dcgan-harness parse resultados/compute01/output.txt
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import math
 import re
@@ -32,6 +36,10 @@ ITERATION_RE = re.compile(
     re.IGNORECASE,
 )
 EPOCH_RE = re.compile(rf"\[rank: (\d+)\] Epoch (\d+) took: ({NUMBER}) seconds", re.IGNORECASE)
+TRACEBACK_RE = re.compile(r"Traceback \(most recent call last\):")
+# The course's data: the MNIST test split, 10,000 images, at batch 128.
+COURSE_IMAGES = 10_000
+COURSE_BATCH_SIZE = 128
 
 # What a diverged run shows first; the iteration time is not a training value.
 TRAINING_VALUES = (
@@ -70,6 +78,10 @@ class RunOutput:
     iterations: list[Iteration] = field(default_factory=list)
     # (rank, epoch) -> seconds.
     epoch_times: dict[tuple[int, int], float] = field(default_factory=dict)
+    # Every epoch line as (rank, epoch, line number), repeats included.
+    epoch_lines: list[tuple[int, int, int]] = field(default_factory=list)
+    # Line numbers of "Traceback (most recent call last):".
+    tracebacks: list[int] = field(default_factory=list)
     ignored_lines: int = 0
 
     @property
@@ -122,6 +134,7 @@ def parse_line(result: RunOutput, line: str, line_number: int) -> None:
         result.iterations.append(iteration_from_match(match, line_number))
     elif match := EPOCH_RE.search(line):
         result.epoch_times[(int(match[1]), int(match[2]))] = float(match[3])
+        result.epoch_lines.append((int(match[1]), int(match[2]), line_number))
     elif match := RANK_RE.search(line):
         result.rank_lines.append((int(match[1]), int(match[2])))
     elif match := DATASET_RE.search(line):
@@ -130,6 +143,8 @@ def parse_line(result: RunOutput, line: str, line_number: int) -> None:
         result.namespace_line = match[1]
         result.args = parse_namespace_args(match[1])
     else:
+        if TRACEBACK_RE.search(line):
+            result.tracebacks.append(line_number)
         result.ignored_lines += 1
 
 
@@ -161,31 +176,121 @@ def format_ranges(numbers: list[int]) -> str:
     return ", ".join(parts)
 
 
-def rank_problems(result: RunOutput, world_size: int, ranks: list[int] | None) -> list[str]:
+# --- What a complete run looks like ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the caller knows about the run; the defaults are the course's configuration.
+
+    ``ranks`` are the ranks this file must hold: None means every rank of
+    the world (the file is the run's only output); a node's own output.txt in
+    a multi-node run holds just its ranks, e.g. ``ranks=(1,)``.
+    ``iterations`` or ``dataset`` None leaves that part unchecked.
+    """
+
+    epochs: int = 1
+    world_size: int = 1
+    ranks: tuple[int, ...] | None = None
+    iterations: int | None = math.ceil(COURSE_IMAGES / COURSE_BATCH_SIZE)
+    dataset: str | None = "mnist"
+
+    def __post_init__(self):
+        for name in ("epochs", "world_size", "iterations"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"expected {name} must be a whole number of at least 1, not {value!r}")
+        if self.ranks is not None:
+            object.__setattr__(self, "ranks", tuple(sorted(set(self.ranks))))
+            outside = [rank for rank in self.ranks if not 0 <= rank < self.world_size]
+            if outside:
+                raise ValueError(f"expected ranks {outside} lie outside 0..{self.world_size - 1} of world size {self.world_size}")
+
+    @classmethod
+    def from_settings(
+        cls, images: int, batch_size: int, world_size: int = 1, epochs: int = 1, ranks=None
+    ) -> Expectations:
+        """Expectations of a run over ``images`` images at ``batch_size`` per rank.
+
+        Each rank trains on its DistributedSampler shard of
+        ceil(images / world_size) images, so ceil(images / (world_size * batch_size))
+        iterations per epoch.
+        """
+        if images < 1 or batch_size < 1 or world_size < 1:
+            raise ValueError(f"images, batch size and world size must be at least 1, not {images}, {batch_size}, {world_size}")
+        iterations = math.ceil(images / (world_size * batch_size))
+        return cls(epochs=epochs, world_size=world_size, ranks=ranks, iterations=iterations)
+
+    @property
+    def expected_ranks(self) -> tuple[int, ...]:
+        return self.ranks if self.ranks is not None else tuple(range(self.world_size))
+
+
+COURSE = Expectations()
+
+
+def namespace_problems(result: RunOutput, expected: Expectations) -> list[str]:
+    if result.namespace_line is None:
+        return ["no 'Namespace(...)' line: the app did not start or its output was not captured"]
+    args = result.args or {}
+    problems = []
+    epochs = args.get("num_epochs")
+    if isinstance(epochs, int) and epochs != expected.epochs:
+        problems.append(f"the app was started with num_epochs={epochs} but the run was meant to have {expected.epochs}")
+    dataset = args.get("dataset")
+    if expected.dataset and isinstance(dataset, str) and dataset.lower() != expected.dataset.lower():
+        problems.append(f"the app was started with dataset={dataset!r} but the run was meant to use {expected.dataset}")
+    return problems
+
+
+def rank_problems(result: RunOutput, expected: Expectations) -> list[str]:
     if not result.rank_lines:
         return ["no 'Rank: r. World Size: w' line: the process group never came up"]
     problems = []
     for rank, size in sorted(set(result.rank_lines)):
-        if size != world_size:
-            problems.append(f"'Rank: {rank}. World Size: {size}' but the run was meant to have world size {world_size}")
-        if not 0 <= rank < world_size:
-            problems.append(f"rank {rank} is outside 0..{world_size - 1}")
-    for rank in ranks or []:
+        if size != expected.world_size:
+            problems.append(f"'Rank: {rank}. World Size: {size}' but the run was meant to have world size {expected.world_size}")
+        elif rank not in expected.expected_ranks:
+            problems.append(f"'Rank: {rank}. World Size: {size}' but this output should hold rank(s) {format_ranges(list(expected.expected_ranks))} only")
+    for rank in expected.expected_ranks:
         if rank not in result.ranks:
-            problems.append(f"no 'Rank: {rank}. World Size: {world_size}' line")
+            problems.append(f"no 'Rank: {rank}. World Size: {expected.world_size}' line")
     return problems
 
 
-def iteration_count_problems(records: list[Iteration], rank: int, epoch: int) -> list[str]:
+def dataset_problems(result: RunOutput, expected: Expectations) -> list[str]:
+    if not result.dataset_loaded:
+        return ["no 'Dataset <name> loaded' line: the dataset could not be loaded"]
+    if expected.dataset is None:
+        return []
+    return [
+        f"dataset {name} was loaded but the run was meant to use {expected.dataset}"
+        for name in sorted(set(result.datasets_loaded))
+        if name.lower() != expected.dataset.lower()
+    ]
+
+
+def epoch_count_problems(result: RunOutput, expected: Expectations) -> list[str]:
+    announced = sorted({it.num_epochs for it in result.iterations})
+    return [
+        f"iteration lines announce {n} epoch(s) but the run was meant to have {expected.epochs}"
+        for n in announced
+        if n != expected.epochs
+    ]
+
+
+def iteration_count_problems(records: list[Iteration], rank: int, epoch: int, iterations: int | None) -> list[str]:
     where = f"rank {rank} epoch {epoch}"
     if not records:
         return [f"{where}: no iteration lines"]
     totals = sorted({it.num_iterations for it in records})
     if len(totals) > 1:
         return [f"{where}: iteration lines disagree on the number of iterations ({', '.join(map(str, totals))})"]
-    total = totals[0]
-    seen = Counter(it.iteration for it in records)
     problems = []
+    if iterations is not None and totals[0] != iterations:
+        problems.append(f"{where}: iteration lines announce {totals[0]} iterations but the run was meant to have {iterations}")
+    total = iterations if iterations is not None else totals[0]
+    seen = Counter(it.iteration for it in records)
     missing = [i for i in range(total) if i not in seen]
     if missing:
         problems.append(f"{where}: missing iterations {format_ranges(missing)} of 0-{total - 1}")
@@ -194,7 +299,7 @@ def iteration_count_problems(records: list[Iteration], rank: int, epoch: int) ->
         problems.append(f"{where}: iterations {format_ranges(repeated)} printed more than once")
     beyond = [i for i in seen if i >= total]
     if beyond:
-        problems.append(f"{where}: iterations {format_ranges(beyond)} beyond the announced {total}")
+        problems.append(f"{where}: iterations {format_ranges(beyond)} beyond the {total} of an epoch")
     return problems
 
 
@@ -212,57 +317,55 @@ def non_finite_problems(records: list[Iteration], rank: int, epoch: int) -> list
     ]
 
 
-def epoch_count_problems(result: RunOutput, epochs: int) -> list[str]:
-    announced = sorted({it.num_epochs for it in result.iterations})
-    return [
-        f"iteration lines announce {n} epoch(s) but the run was meant to have {epochs}"
-        for n in announced
-        if n != epochs
-    ]
+def epoch_line_problems(result: RunOutput, rank: int, epoch: int) -> list[str]:
+    lines = [number for r, e, number in result.epoch_lines if (r, e) == (rank, epoch)]
+    if not lines:
+        return [f"rank {rank} epoch {epoch}: no '[rank: {rank}] Epoch {epoch} took' line"]
+    if len(lines) > 1:
+        return [f"rank {rank} epoch {epoch}: the 'Epoch {epoch} took' line appears {len(lines)} times (lines {', '.join(map(str, lines))})"]
+    return []
 
 
-def ranks_to_check(result: RunOutput, world_size: int, ranks: list[int] | None) -> list[int]:
-    if ranks is not None:
-        return sorted(set(ranks))
-    if result.ranks:
-        return result.ranks
-    # Without a Rank line, fall back on what the training lines say.
-    seen = sorted({it.rank for it in result.iterations} | {rank for rank, _ in result.epoch_times})
-    if seen:
-        return seen
-    return [0] if world_size == 1 else []
-
-
-def check_complete(
-    result: RunOutput,
-    world_size: int = 1,
-    epochs: int = 1,
-    ranks: list[int] | None = None,
-) -> list[str]:
-    """Everything that shows the run did not finish cleanly; empty when it did.
-
-    ``ranks`` are the ranks this output must cover; by default, the ranks its
-    own ``Rank:`` lines name (each node's output.txt holds just its own rank).
-    """
+def stray_problems(result: RunOutput, expected: Expectations) -> list[str]:
+    """Training lines of ranks or epochs this output should not hold."""
+    ranks = set(expected.expected_ranks)
     problems = []
-    if result.namespace_line is None:
-        problems.append("no 'Namespace(...)' line: the app did not start or its output was not captured")
-    problems += rank_problems(result, world_size, ranks)
-    if not result.dataset_loaded:
-        problems.append("no 'Dataset <name> loaded' line: the dataset could not be loaded")
-    problems += epoch_count_problems(result, epochs)
-    checked = ranks_to_check(result, world_size, ranks)
-    for rank in checked:
-        for epoch in range(epochs):
-            records = result.iterations_of(rank, epoch)
-            problems += iteration_count_problems(records, rank, epoch)
-            problems += non_finite_problems(records, rank, epoch)
-            if (rank, epoch) not in result.epoch_times:
-                problems.append(f"rank {rank} epoch {epoch}: no '[rank: {rank}] Epoch {epoch} took' line")
-    stray = sorted({it.rank for it in result.iterations} - set(checked))
-    if stray:
-        problems.append(f"iteration lines from rank(s) {', '.join(map(str, stray))} that this output should not have")
+    stray_ranks = sorted({it.rank for it in result.iterations} - ranks)
+    if stray_ranks:
+        problems.append(f"iteration lines from rank(s) {', '.join(map(str, stray_ranks))} that this output should not have")
+    stray_epochs = sorted({it.epoch for it in result.iterations if it.rank in ranks and it.epoch >= expected.epochs})
+    if stray_epochs:
+        problems.append(f"iteration lines of epoch(s) {format_ranges(stray_epochs)} beyond the {expected.epochs} the run was meant to have")
+    for rank, epoch, number in result.epoch_lines:
+        if rank not in ranks or epoch >= expected.epochs:
+            problems.append(f"line {number}: '[rank: {rank}] Epoch {epoch} took' is not an epoch of rank(s) {format_ranges(sorted(ranks))}, epochs 0-{expected.epochs - 1}")
     return problems
+
+
+def traceback_problems(result: RunOutput) -> list[str]:
+    return [f"line {number}: a Python traceback: the app raised an exception" for number in result.tracebacks]
+
+
+def check_complete(result: RunOutput, expected: Expectations = COURSE) -> list[str]:
+    """Everything that shows the run did not finish as expected; empty when it did."""
+    problems = namespace_problems(result, expected)
+    problems += rank_problems(result, expected)
+    problems += dataset_problems(result, expected)
+    problems += epoch_count_problems(result, expected)
+    for rank in expected.expected_ranks:
+        for epoch in range(expected.epochs):
+            records = result.iterations_of(rank, epoch)
+            problems += iteration_count_problems(records, rank, epoch, expected.iterations)
+            problems += non_finite_problems(records, rank, epoch)
+            problems += epoch_line_problems(result, rank, epoch)
+    problems += stray_problems(result, expected)
+    problems += traceback_problems(result)
+    return problems
+
+
+def default_world_size(result: RunOutput) -> int:
+    """The world size the file's own Rank line names; for summaries, never for judging."""
+    return result.rank_lines[0][1] if result.rank_lines else 1
 
 
 def summarize(result: RunOutput) -> list[str]:
@@ -291,65 +394,7 @@ def epoch_summary(result: RunOutput, rank: int, epoch: int) -> str:
     return text
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog or "python -m dcgan_harness.output",
-        description="Summarize a dist_dcgan.py output.txt and list what is missing.",
-    )
-    parser.add_argument("path", help="the output.txt to check")
-    parser.add_argument(
-        "--world-size",
-        type=int,
-        default=None,
-        help="world size the run was started with (default: what its Rank line says)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="epochs the run was asked for (default: num_epochs from its Namespace line, else 1)",
-    )
-    parser.add_argument(
-        "--rank",
-        type=int,
-        action="append",
-        dest="ranks",
-        help="a rank this file must cover; repeat for several (default: the ranks it names)",
-    )
-    return parser
-
-
-def default_world_size(result: RunOutput) -> int:
-    return result.rank_lines[0][1] if result.rank_lines else 1
-
-
-def default_epochs(result: RunOutput) -> int:
-    epochs = (result.args or {}).get("num_epochs")
-    return epochs if isinstance(epochs, int) else 1
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    options = build_parser(prog).parse_args(argv)
-    try:
-        result = parse_output_file(options.path)
-    except OSError as error:
-        print(
-            f"{options.path}: cannot read it ({error.strerror or error})",
-            file=sys.stderr,
-        )
-        return 2
-    world_size = options.world_size if options.world_size is not None else default_world_size(result)
-    epochs = options.epochs if options.epochs is not None else default_epochs(result)
-    print(f"{options.path}:")
-    for line in summarize(result):
-        print(f"  {line}")
-    problems = check_complete(result, world_size=world_size, epochs=epochs, ranks=options.ranks)
-    for problem in problems:
-        print(f"problem: {problem}")
-    if not problems:
-        print(f"complete: {epochs} epoch(s), world size {world_size}")
-    return 1 if problems else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import main
+
+    sys.exit(main(["parse", *sys.argv[1:]]))

@@ -12,7 +12,7 @@ import subprocess
 
 from dcgan_harness.localcloud import serve_app, ssh_command
 from dcgan_harness.localrun import OFFLINE_APP
-from dcgan_harness.output import check_complete, parse_output_file
+from dcgan_harness.output import Expectations, check_complete, parse_output_file
 
 TRAIN_TASK = "Train the DCGAN with its standard output going to output.txt"
 BUILD_TASK = "Build the DCGAN image from the clone"
@@ -21,7 +21,7 @@ BUILD_TASK = "Build the DCGAN image from the clone"
 def assert_complete_epoch(path, expected_iterations):
     assert path.is_file(), f"{path} was not fetched"
     run = parse_output_file(path)
-    assert check_complete(run, world_size=1, epochs=1) == []
+    assert check_complete(run, Expectations(iterations=expected_iterations)) == []
     assert run.args is not None and run.args.get("dataset") == "mnist"
     assert (0, 1) in {(rank, size) for rank, size in run.rank_lines}
     iterations = sorted(record.iteration for record in run.iterations)

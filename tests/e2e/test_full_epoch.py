@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dcgan_harness.localrun import RunOptions, open_session
-from dcgan_harness.output import check_complete, parse_output_file
+from dcgan_harness.output import Expectations, check_complete, parse_output_file
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ def test_full_epoch_on_the_mnist_test_split(tmp_path):
         result = session.deploy()
         assert result.ok, result.tail()
         run = parse_output_file(session.output_file())
-        assert check_complete(run, world_size=1, epochs=1) == []
+        assert check_complete(run, Expectations.from_settings(10_000, 128)) == []
         assert sorted(record.iteration for record in run.iterations) == list(range(79))
         assert {record.num_iterations for record in run.iterations} == {79}
     finally:
