@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The MNIST test files; CI keeps them in ../shared/data/mnist.
 export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench cloud-down test clean
+.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench grade grade-tests bench-grade cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -28,6 +28,9 @@ help:
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
 	@echo "make run-fast  the same with 256 images and a narrow DCGAN (the CI configuration)"
 	@echo "make bench   time each phase of a fast run and a second, idempotent run"
+	@echo "make grade SUBMISSIONS=\"...\"  grade students' configure.yaml, sandboxed (GRADE_ARGS=\"--jobs 2\")"
+	@echo "make grade-tests  the grader's own tests: the test class, hostile submissions included"
+	@echo "make bench-grade  submissions per hour at --jobs 1 and 2, fast mode"
 	@echo "make cloud-down  remove every local VM, also those a killed run left"
 	@echo "make clean   remove the virtualenvs"
 
@@ -95,7 +98,21 @@ bench: $(STAMP)
 cloud-down: $(STAMP)
 	$(BIN)/dcgan-harness cloud down
 
-test: unit compat aws e2e
+# Teaching assistants: make grade SUBMISSIONS="path/to/class" GRADE_ARGS="--jobs 2 --out grades"
+SUBMISSIONS ?=
+GRADE_ARGS ?=
+
+grade: $(STAMP)
+	@if [ -z "$(SUBMISSIONS)" ]; then echo 'error: name the submissions: make grade SUBMISSIONS="folder or files"' >&2; exit 2; fi
+	$(BIN)/dcgan-harness grade $(GRADE_ARGS) $(SUBMISSIONS)
+
+grade-tests: $(STAMP)
+	$(PYTEST) tests/grade
+
+bench-grade: $(STAMP)
+	$(BIN)/python -m dcgan_harness.grade.bench --output bench-grade-results.json
+
+test: unit compat aws e2e grade-tests
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache
