@@ -10,7 +10,8 @@ of pure data lookups, spelt as a literal.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from jinja2 import nodes
 
@@ -104,6 +105,13 @@ def _is_name(expression: nodes.Node, name: str) -> bool:
     return isinstance(expression, nodes.Name) and expression.name == name
 
 
+def _joins_group(args: dict, group: str) -> bool:
+    """Whether add_host's groups (string, list or template) may include the group."""
+    value = args.get("groups", args.get("group", args.get("groupname")))
+    names = value if isinstance(value, list) else str(value or "").split(",")
+    return any(is_template(name) or str(name).strip() == group for name in names)
+
+
 def connection_variable_problem(name: str, value: Any) -> str | None:
     if not isinstance(name, str) or not CONNECTION_VARIABLE.match(name):
         return None
@@ -135,13 +143,13 @@ class LocalExecution(Rule):
 
     def _play_problems(self, play: Node, course: Course) -> Iterator[tuple[str, str]]:
         if "hosts" in play.data:
-            foreign = foreign_host_terms(play.data["hosts"], course.group)
-            if foreign:
-                yield (
-                    f"hosts {play.data['hosts']!r} can reach {', '.join(repr(term) for term in foreign)}, outside"
-                    f" group '{course.group}'",
-                    f"set 'hosts: {course.group}'",
-                )
+            hosts = play.data["hosts"]
+            foreign = foreign_host_terms(hosts, course.group)
+            if foreign == [str(hosts)]:
+                yield f"hosts {hosts!r} may name hosts outside group '{course.group}'", f"set 'hosts: {course.group}'"
+            elif foreign:
+                reach = ", ".join(repr(term) for term in foreign)
+                yield f"hosts {hosts!r} reaches {reach}, outside group '{course.group}'", f"set 'hosts: {course.group}'"
         yield from self._keyword_problems(play, course)
         own = {key: value for key, value in play.data.items() if key not in TASK_SECTIONS}
         yield from self._lookup_problems(own)
@@ -165,6 +173,12 @@ class LocalExecution(Rule):
             for name, value in task.args.items():
                 if problem := connection_variable_problem(name, value):
                     yield problem, f"remove {name} from the {task.module} task"
+        if task.module == "add_host" and _joins_group(task.args, course.group):
+            yield (
+                f"the task adds a host to group '{course.group}', so later plays may run on a host the inventory"
+                " does not list",
+                f"remove the add_host task; the inventory lists the VMs of group '{course.group}'",
+            )
         for key in task.data:
             if isinstance(key, str) and key.startswith("with_") and not safe_lookup(key[len("with_"):]):
                 yield (
