@@ -18,6 +18,10 @@ from dcgan_harness.rules.templates import Resolver, Unknown, condition_value, lo
         "{{ 'x' * 100000000 }}",
         "{{ ('x' * 9999) * 9999 }}",
         "{{ 10 ** 100000 }}",
+        "{{ 'x'.ljust(1000000000) }}",
+        "{{ 'x' | center(1000000000) }}",
+        "{{ '%1000000000s' % 'x' }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         "{{ lookup('pipe', 'touch /tmp/should-not-exist') }}",
     ],
 )

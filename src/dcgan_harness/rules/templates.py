@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import operator
 import posixpath
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
@@ -56,15 +57,25 @@ def _bounded(result: Any) -> Any:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, also refusing to build huge strings or numbers."""
+    """Jinja's immutable sandbox, narrowed to what the checked values need.
 
-    intercepted_binops = frozenset({"*", "**"})
+    Only a few filters exist, no function but ``range`` may be called (no
+    ``str.ljust(10**9)``), and ``*``, ``**`` and ``%`` refuse to build huge
+    values, so a hostile template can neither run code nor exhaust the
+    grader's memory.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context, operator_name, left, right):
         if operator_name == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:
                 raise SecurityError("exponent too large")
             return left**right
+        if operator_name == "%":
+            if isinstance(left, str):
+                raise SecurityError("string formatting is not rendered here")
+            return left % right
         if isinstance(left, (int, float)) and isinstance(right, (int, float)):
             return left * right
         count, sequence = (left, right) if isinstance(left, int) else (right, left)
@@ -72,15 +83,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise SecurityError("repetition too large")
         return _bounded(operator.mul(left, right))
 
-
-class _AnyName(dict):
-    """Filters or tests where one Jinja lacks (Ansible's own) yield a placeholder, not an error."""
-
-    def __missing__(self, name):
-        return lambda *args, **kwargs: Placeholder(name=name)
-
-    def get(self, name, default=None):
-        return self[name]
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
+        if __obj is not __self.globals.get("range"):
+            raise SecurityError("only range() may be called")
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 # What basename gives for an unknown path: one folder entry, never '..' or a '/'.
@@ -95,13 +101,29 @@ def _dirname(value: Any) -> Any:
     return posixpath.dirname(value) if isinstance(value, str) else Placeholder(name="path")
 
 
+# Filters whose result is no bigger than what they are given.
+SAFE_FILTERS = (
+    "default", "int", "float", "string", "lower", "upper", "trim", "length", "count", "first", "last", "abs",
+    "round", "join", "min", "max",
+)
+
+
+class _AnyName(dict):
+    """Filters or tests Jinja lacks (Ansible's own) yield a placeholder, not an error."""
+
+    def __missing__(self, name):
+        return lambda *args, **kwargs: Placeholder(name=name)
+
+    def get(self, name, default=None):
+        return self[name]
+
+
 def _environment(undefined) -> _Sandbox:
     environment = _Sandbox(undefined=undefined)
-    environment.filters.update(
-        bool=_bool_filter, d=environment.filters["default"], basename=_basename, dirname=_dirname,
-    )
+    filters = {name: environment.filters[name] for name in SAFE_FILTERS}
+    filters.update(d=filters["default"], bool=_bool_filter, basename=_basename, dirname=_dirname)
+    environment.filters = _AnyName(filters) if undefined is Placeholder else filters
     if undefined is Placeholder:
-        environment.filters = _AnyName(environment.filters)
         environment.tests = _AnyName(environment.tests)
     return environment
 
@@ -202,6 +224,9 @@ class Resolver:
             return {key: self.render(item, depth + 1) for key, item in value.items()}
         if not is_template(value):
             return value
+        if "{%" in value:
+            # Loops and assignments can take unbounded time; no checked value needs them.
+            raise Unknown("templates with {% statements %} are not rendered here")
         try:
             template = self.environment.from_string(value)
             names = self._free_names(self.environment.parse(value))
