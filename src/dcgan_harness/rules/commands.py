@@ -11,7 +11,8 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .templates import Unknown
 

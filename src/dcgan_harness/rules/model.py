@@ -11,9 +11,10 @@ enclosing blocks and play, in Ansible's order of precedence.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .loader import line_of
 from .templates import Resolver, condition_value
@@ -28,12 +29,12 @@ CONDITIONAL_SECTIONS = frozenset({"handlers", "rescue"})
 def _ansible():
     """Ansible's parser and keyword lists, loaded once and only when needed."""
     from ansible.errors import AnsibleError
+    from ansible.module_utils.common.sentinel import Sentinel
     from ansible.parsing.mod_args import ModuleArgsParser
     from ansible.playbook.block import Block
     from ansible.playbook.handler import Handler
     from ansible.playbook.play import Play
     from ansible.playbook.task import Task
-    from ansible.module_utils.common.sentinel import Sentinel
     from ansible.plugins.loader import init_plugin_loader
 
     # Makes collection modules (community.docker.docker_image) resolvable.

@@ -8,7 +8,7 @@ templated values are rendered from the playbook's variables.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .base import Course, Rule
 from .findings import Finding

@@ -8,7 +8,7 @@ task switched off with a constant-false ``when``, the ``never`` tag or
 from __future__ import annotations
 
 import posixpath
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import commands
 from .base import Course, Rule
