@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import mnist
+from . import mnist, report
 from .localcloud import (
     Cloud,
     LocalCloudError,
@@ -33,7 +33,7 @@ from .localcloud import (
     state_dir,
     up,
 )
-from .output import check_complete, parse_output_file
+from .output import Expectations, check_complete, parse_output_file
 from .playbook_run import PlaybookResult, run_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,11 @@ class RunOptions:
     results_dir: Path = REPO_ROOT / "resultados"
     run_id: str | None = None
     batch_size: int = 128
+    ranks_per_vm: int = 1
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.ranks_per_vm
 
 
 @dataclass
@@ -77,8 +82,15 @@ class LocalSession:
 
     @property
     def expected_iterations(self) -> int:
+        """Iterations of each rank: its DistributedSampler shard of ceil(images / world size), in batches."""
         images = self.options.mnist_limit or 10_000
-        return math.ceil(images / self.options.batch_size)
+        return math.ceil(math.ceil(images / self.options.world_size) / self.options.batch_size)
+
+    def host_ranks(self, host: str) -> list[int]:
+        """The ranks configure.yaml gives a host: its position in the play times the ranks per VM."""
+        index = [vm.node for vm in self.cloud.vms].index(host)
+        per_vm = self.options.ranks_per_vm
+        return list(range(index * per_vm, (index + 1) * per_vm))
 
     def extra_vars(self, **overrides) -> dict:
         values = {
@@ -87,6 +99,7 @@ class LocalSession:
             "dcgan_extra_args": self.options.extra_args,
             "dcgan_results_dir": str(self.options.results_dir),
             "dcgan_batch_size": self.options.batch_size,
+            "dcgan_ranks_per_vm": self.options.ranks_per_vm,
             # Short polls: local runs are watched by people and tests alike.
             "dcgan_build_poll": 5,
             "dcgan_run_poll": 5,
@@ -174,7 +187,8 @@ def _choose_app(options: RunOptions, cloud: Cloud) -> tuple[str, str | None]:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Run configure.yaml on fresh local VMs and fetch output.txt.")
-    parser.add_argument("--nodes", type=int, default=1, help="number of VMs (default 1)")
+    parser.add_argument("--nodes", type=int, default=1, help="number of VMs; they train as one job (default 1)")
+    parser.add_argument("--ranks-per-vm", type=int, default=1, help="training processes per VM (default 1)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--app-dir", type=Path, help="serve this folder (Dockerfile + dist_dcgan.py) as the app")
     source.add_argument("--upstream", action="store_true", help="clone upstream; fail if it cannot be reached")
@@ -191,7 +205,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace) -> RunOptions:
     app = "upstream" if args.upstream else "offline" if (args.offline or args.app_dir) else "auto"
     options = RunOptions(
-        nodes=args.nodes, app=app, app_dir=(args.app_dir or OFFLINE_APP).resolve(),
+        nodes=args.nodes, ranks_per_vm=args.ranks_per_vm, app=app, app_dir=(args.app_dir or OFFLINE_APP).resolve(),
         mnist_dir=args.mnist_dir, mnist_limit=args.mnist_limit, extra_args=args.extra_args,
         results_dir=args.results_dir.resolve(),
     )
@@ -200,6 +214,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         options.extra_args = options.extra_args or FAST_EXTRA_ARGS
     if args.nodes < 1:
         raise LocalCloudError(f"--nodes must be at least 1, not {args.nodes}")
+    if args.ranks_per_vm < 1:
+        raise LocalCloudError(f"--ranks-per-vm must be at least 1, not {args.ranks_per_vm}")
     if args.mnist_limit is not None and args.mnist_limit < 1:
         raise LocalCloudError(f"--mnist-limit must be at least 1, not {args.mnist_limit}; leave it out for all 10,000 images")
     if args.upstream and not upstream_reachable():
@@ -207,17 +223,41 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     return options
 
 
+def output_problems(session: LocalSession, host: str) -> list[str]:
+    """What keeps a host's fetched output.txt from being its complete part of the job."""
+    path = session.output_file(host)
+    if not path.is_file():
+        return [f"{path} was not fetched"]
+    expected = Expectations.from_settings(
+        session.options.mnist_limit or 10_000, session.options.batch_size,
+        world_size=session.options.world_size, ranks=session.host_ranks(host),
+    )
+    return check_complete(parse_output_file(path), expected)
+
+
 def report_outputs(session: LocalSession) -> int:
     """Check every host's fetched output.txt; the number of hosts with problems."""
     failing = 0
     for vm in session.cloud.vms:
         output = session.output_file(vm.node)
-        problems = check_complete(parse_output_file(output)) if output.is_file() else [f"{output} was not fetched"]
+        problems = output_problems(session, vm.node)
         for problem in problems:
             print(f"{vm.node}: output.txt: {problem}", file=sys.stderr)
         progress(f"localrun: {output} holds the run's output" + ("" if problems else ", complete"))
         failing += bool(problems)
     return failing
+
+
+def write_run_report(results_dir: Path) -> None:
+    """report.md, report.json and losses.png beside the outputs, also of a failed run."""
+    try:
+        document = report.write_report(results_dir)
+    except report.ReportError as error:
+        print(f"localrun: no report: {error}", file=sys.stderr)
+        return
+    for line in report.summary_lines(document):
+        progress(f"localrun: report: {line}")
+    progress(f"localrun: report in {results_dir / report.REPORT_MD}")
 
 
 def _raise_interrupt(signum, frame):
@@ -239,6 +279,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 130
     try:
         result = session.deploy()
+        write_run_report(options.results_dir)
         if not result.ok:
             print(f"error: the playbook failed (exit {result.returncode}); see the output above and {options.results_dir}", file=sys.stderr)
             return 1
