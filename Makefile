@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The MNIST test files; CI keeps them in ../shared/data/mnist.
 export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench grade grade-tests bench-grade cloud-down test clean
+.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -28,6 +28,8 @@ help:
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
 	@echo "make run-fast  the same with 256 images and a narrow DCGAN (the CI configuration)"
 	@echo "make bench   time each phase of a fast run and a second, idempotent run"
+	@echo "make bench-scale  the fast run on 1 and 2 VMs: epoch time and all-reduce cost per iteration"
+	@echo "make report  report.md, report.json and losses.png for resultados/ (RESULTS=folder)"
 	@echo "make grade SUBMISSIONS=\"...\"  grade students' configure.yaml, sandboxed (GRADE_ARGS=\"--jobs 2\")"
 	@echo "make grade-tests  the grader's own tests: the test class, hostile submissions included"
 	@echo "make bench-grade  submissions per hour at --jobs 1 and 2, fast mode"
@@ -94,6 +96,14 @@ run-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m dcgan_harness.bench --output bench-results.json
+
+# BENCH_ARGS="--extra-args ''" times the course's full-width DCGAN instead.
+bench-scale: $(STAMP)
+	$(BIN)/python -m dcgan_harness.bench --scale --output bench-scale.json $(BENCH_ARGS)
+
+RESULTS ?= resultados
+report: $(STAMP)
+	$(BIN)/dcgan-harness report $(RESULTS)
 
 cloud-down: $(STAMP)
 	$(BIN)/dcgan-harness cloud down

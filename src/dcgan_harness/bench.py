@@ -1,6 +1,8 @@
 """Wall time of each phase of a fast local run, and of a second, idempotent run.
 
-Prints a table and writes a JSON report. The targets (2-core machine, warm
+Prints a table and writes a JSON report. With --scale it instead trains the
+fast configuration on 1 and on 2 local VMs (one job each) and prints the epoch
+time and the time per iteration spent in gradient all-reduce. The targets (2-core machine, warm
 caches) are printed beside the figures; they are goals to compare against, and
 the benchmark reports rather than fails on them.
 """
@@ -9,9 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
+
+from . import report
 
 from .localcloud import LocalCloudError
 from .localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, REPO_ROOT, RunOptions, open_session
@@ -50,6 +57,88 @@ def measure(results_dir: Path) -> dict:
     }
 
 
+# --- Scaling: 1 and 2 VMs -------------------------------------------------------------
+
+SCALE_NODES = (1, 2)
+# More than the fast run's 256, so that 2 ranks still do several iterations each.
+SCALE_MNIST_LIMIT = 1024
+ALLREDUCE_RE = re.compile(r"\[rank: (\d+)\] all-reduce: (\d+) calls, ([0-9.]+) seconds")
+
+
+def allreduce_totals(text: str) -> dict[int, tuple[int, float]]:
+    """rank -> (calls, seconds) from the lines configure.yaml's all-reduce timer prints."""
+    return {int(m[1]): (int(m[2]), float(m[3])) for m in ALLREDUCE_RE.finditer(text)}
+
+
+def scale_row(run: dict, root: Path) -> dict:
+    """One run of the report with its all-reduce time per iteration, averaged over the ranks."""
+    per_iteration, calls, iteration_s = [], [], []
+    for host, entry in run["hosts"].items():
+        totals = allreduce_totals((root / entry["output"]).read_text(errors="replace"))
+        if entry["rank"] in totals and entry["iterations"]:
+            count, seconds = totals[entry["rank"]]
+            per_iteration.append(seconds / entry["iterations"])
+            calls.append(count / entry["iterations"])
+        if entry["mean_iteration_s"] is not None:
+            iteration_s.append(entry["mean_iteration_s"])
+    return {
+        "nodes": run["nodes"],
+        "world_size": run["world_size"],
+        "epoch_s": run["epoch_seconds"],
+        "speedup": run["speedup"],
+        "efficiency": run["efficiency"],
+        "iterations_per_rank": min(entry["iterations"] for entry in run["hosts"].values()),
+        "mean_iteration_s": round(statistics.fmean(iteration_s), 4) if iteration_s else None,
+        "allreduce_s_per_iteration": round(statistics.fmean(per_iteration), 4) if per_iteration else None,
+        "allreduce_calls_per_iteration": round(statistics.fmean(calls), 1) if calls else None,
+    }
+
+
+def measure_scale(results_dir: Path, mnist_limit: int = SCALE_MNIST_LIMIT, extra_args: str = FAST_EXTRA_ARGS) -> dict:
+    """Train on 1, then 2 fresh VMs with the all-reduce timer on; the report of both runs."""
+    for nodes in SCALE_NODES:
+        folder = results_dir / f"nodes-{nodes}"
+        shutil.rmtree(folder, ignore_errors=True)
+        options = RunOptions(
+            nodes=nodes, app="offline", mnist_limit=mnist_limit, extra_args=extra_args, results_dir=folder
+        )
+        session = open_session(options)
+        try:
+            result = session.deploy(dcgan_time_allreduce=True)
+        finally:
+            session.close()
+        if not result.ok:
+            raise LocalCloudError(f"the {nodes}-VM run failed (exit {result.returncode}); see {folder} and the log above")
+    document = report.write_report(results_dir)
+    return {
+        "mnist_images": mnist_limit,
+        "extra_args": extra_args,
+        "runs": [scale_row(run, results_dir) for run in document["runs"]],
+        "report": str(results_dir / report.REPORT_MD),
+    }
+
+
+def format_scale_table(result: dict) -> str:
+    def cell(value, pattern):
+        return "n/a" if value is None else pattern.format(value)
+
+    lines = [
+        f"{result['mnist_images']} MNIST images, dist_dcgan.py {result['extra_args'] or '(default width)'}",
+        "nodes  epoch s  speedup  efficiency  iteration s  all-reduce s/iteration  calls/iteration",
+    ]
+    for row in result["runs"]:
+        lines.append(
+            f"{row['nodes']:5d}  {cell(row['epoch_s'], '{:7.2f}')}  {cell(row['speedup'], '{:7.2f}')}  "
+            f"{cell(row['efficiency'], '{:10.0%}')}  {cell(row['mean_iteration_s'], '{:11.3f}')}  "
+            f"{cell(row['allreduce_s_per_iteration'], '{:22.4f}')}  {cell(row['allreduce_calls_per_iteration'], '{:15.1f}')}"
+        )
+    lines.append(
+        "The VMs share this machine's cores, so 2 VMs are not expected to be faster here; "
+        "the all-reduce time per iteration is the figure that carries over to real VMs."
+    )
+    return "\n".join(lines)
+
+
 def format_table(report: dict) -> str:
     rows = [(name, f"{seconds:8.1f}") for name, seconds in report["phases_s"].items()]
     rows += [
@@ -68,15 +157,24 @@ def format_table(report: dict) -> str:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench-results.json")
-    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / ".cache" / "bench-resultados")
+    parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument("--scale", action="store_true", help="train on 1 and 2 VMs; epoch time and all-reduce cost")
+    parser.add_argument("--mnist-limit", type=int, default=SCALE_MNIST_LIMIT, help="images for --scale")
+    parser.add_argument("--extra-args", default=FAST_EXTRA_ARGS, help="dist_dcgan.py arguments for --scale ('' = full width)")
     args = parser.parse_args(argv)
     try:
-        report = measure(args.results_dir.resolve())
-    except (LocalCloudError, MnistError) as error:
+        if args.scale:
+            results_dir = (args.results_dir or REPO_ROOT / ".cache" / "bench-scale").resolve()
+            figures = measure_scale(results_dir, args.mnist_limit, args.extra_args)
+            table = format_scale_table(figures)
+        else:
+            figures = measure((args.results_dir or REPO_ROOT / ".cache" / "bench-resultados").resolve())
+            table = format_table(figures)
+    except (LocalCloudError, MnistError, report.ReportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(report))
+    args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    print(table)
     print(f"written to {args.output}")
     return 0
 
