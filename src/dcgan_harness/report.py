@@ -197,14 +197,22 @@ def _epochs_of(result: output.RunOutput) -> int:
     return epochs if isinstance(epochs, int) and epochs > 0 else 1
 
 
-def completeness_problems(result: output.RunOutput) -> list[str]:
+def completeness_problems(result: output.RunOutput, ranks: list[int]) -> list[str]:
+    """What keeps a host's output from being its complete part of the run.
+
+    The report knows neither the images nor the batch size the run was given,
+    so the iteration count is judged against what the app's own lines announce;
+    a host's file covers the ranks it names.
+    """
     world_size = output.default_world_size(result)
-    epochs = _epochs_of(result)
-    expectations = getattr(output, "Expectations", None)
-    if expectations is not None:
-        expected = expectations(epochs=epochs, world_size=world_size, ranks=None, iterations=None, dataset=None)
-        return output.check_complete(result, expected)
-    return output.check_complete(result, world_size=world_size, epochs=epochs)
+    expected = output.Expectations(
+        epochs=_epochs_of(result),
+        world_size=world_size,
+        ranks=tuple(rank for rank in ranks if 0 <= rank < world_size) or None,
+        iterations=None,
+        dataset=None,
+    )
+    return output.check_complete(result, expected)
 
 
 def read_host(path: Path) -> HostReport:
@@ -220,7 +228,7 @@ def read_host(path: Path) -> HostReport:
     ranks = sorted(set(result.ranks) | {it.rank for it in result.iterations} | {rank for rank, _ in result.epoch_times})
     figures = [rank_figures(result, rank) for rank in ranks]
     images = sorted(image for image in path.parent.glob("*.png"))
-    return HostReport(path.parent.name, path, figures, completeness_problems(result), images)
+    return HostReport(path.parent.name, path, figures, completeness_problems(result, ranks), images)
 
 
 def read_runs(root: Path) -> list[RunReport]:
