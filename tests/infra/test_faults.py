@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +256,123 @@ def test_vm_whose_systemd_never_finishes_booting_times_out_in_one_line(docker_cl
     assert (code, pid1.decode().strip()) == (0, "systemd")
     _, state = container.exec_run(["systemctl", "is-system-running"])
     assert state.decode().strip() == "starting"
+
+
+# --- SIGTERM to `dcgan-harness run` in the middle of the playbook --------------------------
+
+PLAYBOOK_TASK_TO_STOP_IN = "TASK [Refresh the apt cache and install Docker, its Python SDK and git]"
+RUN_ID_LINE = re.compile(r"^localcloud: starting \d+ VM\(s\) for run (?P<run_id>[a-z0-9-]+)$")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """Every live descendant of root (root included), by pid, with its start time to rule out pid reuse."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+                starts[int(entry)] = fields[19]
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in starts:
+            tree[pid] = starts[pid]
+            todo += children.get(pid, [])
+    return tree
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def still_alive(processes: dict[int, str]) -> list[str]:
+    alive = []
+    for pid, start in processes.items():
+        fields = _stat_fields(pid)
+        if fields and fields[0] != "Z" and fields[19] == start:
+            alive.append(f"{pid} {command_line(pid)[:120]}")
+    return alive
+
+
+@pytest.mark.localcloud
+def test_sigterm_mid_playbook_stops_the_whole_tree_and_removes_the_run(docker_client, vm_image, tmp_path):
+    """CI cancels a job with SIGTERM to the harness alone: ansible-playbook, its workers and
+    SSH connections must stop with it, and the run's VM and volume must go."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcgan_harness", "run", "--fast", "--offline", "--results-dir", str(tmp_path / "res")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ), start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in proc.stdout), daemon=True)
+    reader.start()
+    run_id = None
+    seen: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            run_id = run_id or next((m["run_id"] for m in map(RUN_ID_LINE.match, lines) if m), None)
+            if any(line.startswith(PLAYBOOK_TASK_TO_STOP_IN) for line in lines):
+                break
+            time.sleep(0.2)
+        assert run_id, "\n".join(lines[-30:])
+        assert proc.poll() is None, "the run ended before the playbook got to apt:\n" + "\n".join(lines[-30:])
+        # apt is running in the VM now: the tree holds ansible-playbook, a worker and ssh.
+        for _ in range(10):
+            seen.update(process_tree(proc.pid))
+            time.sleep(0.3)
+        commands = " ".join(command_line(pid) for pid in seen)
+        assert "ansible-playbook" in commands and "ssh" in commands, commands
+        containers, _ = leftovers(docker_client, run_id)
+        assert containers, "the run's VM should be up while the playbook runs"
+
+        proc.send_signal(signal.SIGTERM)
+        # The harness must stop the playbook itself, before it removes the VM:
+        # a tree that only dies once its VM is gone was not stopped, it lost its peer.
+        tree_gone_at = vm_gone_at = None
+        step = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            step += 1
+            if tree_gone_at is None and not still_alive({p: s for p, s in seen.items() if p != proc.pid}):
+                tree_gone_at = step
+            running = docker_client.containers.list(filters={"label": f"{vms.RUN_LABEL}={run_id}", "status": "running"})
+            if vm_gone_at is None and not running:
+                vm_gone_at = step
+            if proc.poll() is not None and vm_gone_at is not None:
+                break
+            time.sleep(0.05)
+        code = proc.wait(30)
+        reader.join(10)
+        time.sleep(1)
+        left_processes = still_alive(seen)
+        left_on_engine = leftovers(docker_client, run_id)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        if run_id:
+            vms.down(run_id, client=docker_client)
+    output = "\n".join(lines)
+    assert code == 130, output[-3000:]
+    assert "Traceback" not in output
+    assert "interrupted; removing the VMs" in lines, output[-3000:]
+    assert tree_gone_at is not None and vm_gone_at is not None, (tree_gone_at, vm_gone_at)
+    assert tree_gone_at < vm_gone_at, f"the playbook's processes outlived the VM's removal ({tree_gone_at} >= {vm_gone_at})"
+    # Nothing of the run's process tree is left, orphaned or not ...
+    assert left_processes == []
+    # ... and nothing of the run on the Docker engine (looked at before the test's own cleanup).
+    assert left_on_engine == ([], [])
