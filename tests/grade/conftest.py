@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from grade_helpers import (
+    HOSTILE_PORT,
     NEVER_ENDS,
     NEVER_ENDS_TIMEOUT_S,
     SUBMISSIONS,
     GradedClass,
+    Listener,
     canary_home,
     class_folder,
     remove_markers,
@@ -33,7 +35,15 @@ def canary(tmp_path_factory) -> tuple[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory, canary) -> GradedClass:
+def host_service():
+    """What hostile-network.yaml tries to reach; no connection may arrive."""
+    listener = Listener(HOSTILE_PORT)
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory, canary, host_service) -> GradedClass:
     """Every test submission but the endless one, two at a time."""
     secret, home = canary
     remove_markers()

@@ -7,9 +7,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ NEVER_ENDS = "never-ends"
 NEVER_ENDS_TIMEOUT_S = 30
 # What the hostile submissions try to leave on the machine that runs ansible-playbook.
 HOSTILE_MARKERS = "/tmp/dcgan-hostile-*"
+# The port hostile-network.yaml tries on the grading machine's addresses.
+HOSTILE_PORT = 47611
 GRADING_ID = re.compile(r"grade: run (g[0-9a-f]+)")
 
 
@@ -67,16 +72,23 @@ def class_folder(root: Path) -> Path:
     return folder
 
 
-def run_grader(args: list[str], home: Path, canary: str, out: Path) -> GradedClass:
-    env = dict(
+def grader_env(home: Path, canary: str) -> dict[str, str]:
+    """The grader's environment with the secrets a teaching assistant's would hold."""
+    return dict(
         os.environ,
         HOME=str(home),
         AWS_ACCESS_KEY_ID="AKIA" + canary[:16].upper(),
         AWS_SECRET_ACCESS_KEY=canary,
         DCGAN_CANARY=canary,
     )
-    command = [sys.executable, "-m", "dcgan_harness", "grade", "--out", str(out), *args]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+
+
+def grader_command(args: list[str], out: Path) -> list[str]:
+    return [sys.executable, "-m", "dcgan_harness", "grade", "--out", str(out), *args]
+
+
+def run_grader(args: list[str], home: Path, canary: str, out: Path) -> GradedClass:
+    proc = subprocess.run(grader_command(args, out), env=grader_env(home, canary), capture_output=True, text=True, timeout=3600)
     sys.stderr.write(proc.stderr[-6000:])
     return GradedClass(out, proc.stdout, proc.stderr, proc.returncode, canary, home)
 
@@ -84,3 +96,51 @@ def run_grader(args: list[str], home: Path, canary: str, out: Path) -> GradedCla
 def remove_markers() -> None:
     for path in glob.glob(HOSTILE_MARKERS):
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+
+class Listener:
+    """A service of the grading machine on all its interfaces, counting who connects."""
+
+    def __init__(self, port: int):
+        self.peers: list[str] = []
+        self.server = socket.create_server(("0.0.0.0", port), reuse_port=False)
+        self.server.settimeout(0.5)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, address = self.server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.peers.append(address[0])
+            connection.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2)
+        self.server.close()
+
+
+def start_grader(args: list[str], home: Path, canary: str, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        grader_command(args, out), env=grader_env(home, canary), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_line(process: subprocess.Popen, pattern: re.Pattern, timeout: float) -> re.Match:
+    """Read the grader's progress until a line matches; the rest stays unread."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        match = pattern.search(line)
+        if match:
+            return match
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"no line matching {pattern.pattern!r}; the grader said:\n{''.join(seen[-20:])}")

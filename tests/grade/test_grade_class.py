@@ -6,14 +6,17 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import signal
+import time
 import xml.etree.ElementTree as ET
 
 import docker
 import pytest
 
 from dcgan_harness.grade.rubric import CHECK_IDS, load_rubric
+from dcgan_harness.localcloud import RUN_LABEL
 
-from grade_helpers import HOSTILE_MARKERS, NEVER_ENDS, NEVER_ENDS_TIMEOUT_S, SUBMISSIONS
+from grade_helpers import GRADING_ID, HOSTILE_MARKERS, NEVER_ENDS, NEVER_ENDS_TIMEOUT_S, SUBMISSIONS, start_grader, wait_for_line
 
 RUBRIC = load_rubric()
 STEPS = ("install", "clone", "build", "run", "fetch")
@@ -31,13 +34,13 @@ EXPECTED_PASSES = {
 HOSTILE = sorted(p.stem for p in SUBMISSIONS.iterdir() if p.name.startswith("hostile-")) + ["packed-plugins"]
 
 
-def tests_by_name(results: dict) -> dict[str, dict]:
+def checks_by_id(results: dict) -> dict[str, dict]:
     names = {rule.name: rule.id for rule in RUBRIC.checks}
     return {names[test["name"]]: test for test in results["tests"]}
 
 
 def passed_steps(results: dict) -> set[str]:
-    tests = tests_by_name(results)
+    tests = checks_by_id(results)
     return {step for step in STEPS if tests[step]["score"] == tests[step]["max_score"]}
 
 
@@ -54,27 +57,27 @@ def test_each_step_scores_only_when_done(graded, name):
 def test_complete_submission_in_the_course_style_gets_every_point(graded):
     results = graded.results("course-style")
     assert results["score"] == RUBRIC_TOTAL, json.dumps(results, indent=1)[:4000]
-    tests = tests_by_name(results)
+    tests = checks_by_id(results)
     assert "iterations" in tests["run"]["output"]
     assert "resultados/" in tests["fetch"]["output"]
 
 
 def test_the_course_launcher_draws_an_advisory_without_losing_points(graded):
-    static = tests_by_name(graded.results("course-style"))["static"]
+    static = checks_by_id(graded.results("course-style"))["static"]
     assert static["score"] == static["max_score"]
     assert "torch.distributed.launch" in static["output"] and "--local-rank" in static["output"]
 
 
 def test_missing_step_feedback_says_what_is_missing(graded):
-    assert "docker command is not installed" in tests_by_name(graded.results("missing-install"))["install"]["output"]
-    assert "no git clone found" in tests_by_name(graded.results("missing-clone"))["clone"]["output"]
-    assert "no image named dist_dcgan" in tests_by_name(graded.results("missing-build"))["build"]["output"]
-    fetch = tests_by_name(graded.results("missing-fetch"))["fetch"]["output"]
+    assert "docker command is not installed" in checks_by_id(graded.results("missing-install"))["install"]["output"]
+    assert "no git clone found" in checks_by_id(graded.results("missing-clone"))["clone"]["output"]
+    assert "no image named dist_dcgan" in checks_by_id(graded.results("missing-build"))["build"]["output"]
+    fetch = checks_by_id(graded.results("missing-fetch"))["fetch"]["output"]
     assert "no resultados/**/output.txt was fetched" in fetch
 
 
 def test_a_failing_playbook_names_the_task_that_failed(graded):
-    install = tests_by_name(graded.results("fails-at-runtime"))["install"]["output"]
+    install = checks_by_id(graded.results("fails-at-runtime"))["install"]["output"]
     assert "the playbook failed: task 'Install Docker from a package name that does not exist'" in install
     assert "No package matching" in install
     assert (graded.out / "fails-at-runtime" / "log.txt").read_text().count("PLAY RECAP") == 1
@@ -83,8 +86,8 @@ def test_a_failing_playbook_names_the_task_that_failed(graded):
 def test_an_endless_playbook_is_stopped_at_the_timeout(graded_endless):
     assert graded_endless.returncode == 0, graded_endless.stderr[-3000:]
     results = graded_endless.results(NEVER_ENDS)
-    assert results["score"] == tests_by_name(results)["static"]["score"]
-    assert f"stopped at the {NEVER_ENDS_TIMEOUT_S}s time limit" in tests_by_name(results)["install"]["output"]
+    assert results["score"] == checks_by_id(results)["static"]["score"]
+    assert f"stopped at the {NEVER_ENDS_TIMEOUT_S}s time limit" in checks_by_id(results)["install"]["output"]
     assert results["execution_time"] < NEVER_ENDS_TIMEOUT_S + 60
 
 
@@ -99,6 +102,12 @@ def test_hostile_submissions_leave_nothing_on_the_grading_machine(graded, graded
     assert glob.glob(HOSTILE_MARKERS) == []
     assert not (graded.out.parent / "dcgan-hostile-fetch-escape").exists()
     assert not list(graded.out.parent.rglob("dcgan-hostile-*"))
+
+
+def test_the_controller_cannot_reach_the_grading_machines_services(graded, host_service):
+    log = (graded.out / "hostile-network" / "log.txt").read_text()
+    assert "reached" not in log.replace("'reached", "")  # the echo's source line, not its output
+    assert host_service.peers == []
 
 
 def test_hostile_lookups_ran_only_inside_the_sandbox(graded):
@@ -161,3 +170,32 @@ def test_the_class_table_is_printed(graded):
 
 
 RUBRIC_TOTAL = sum(rule.points for rule in RUBRIC.checks)
+
+
+def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, canary):
+    """SIGINT while a playbook runs: exit 130, nothing of the run left behind."""
+    secret, home = canary
+    process = start_grader(["--timeout", "600", str(SUBMISSIONS / f"{NEVER_ENDS}.yaml")], home, secret, tmp_path / "out")
+    client = docker.from_env()
+    try:
+        grading_id = wait_for_line(process, GRADING_ID, timeout=600).group(1)
+        deadline = time.monotonic() + 300
+        while not controllers_of(client, grading_id):
+            assert time.monotonic() < deadline, "no controller container started within 300s"
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    leftovers = [c.name for c in client.containers.list(all=True) if c.labels.get(RUN_LABEL, "").startswith(grading_id)]
+    assert leftovers == []
+    assert [n.name for n in client.networks.list() if grading_id in n.name] == []
+
+
+def controllers_of(client, grading_id: str) -> list:
+    return [
+        c for c in client.containers.list(filters={"label": "dcgan.localcloud.role=controller"})
+        if c.labels.get(RUN_LABEL, "").startswith(grading_id) and not c.name.startswith("dcgan-syntax-")
+    ]  # fmt: skip

@@ -84,6 +84,9 @@ class RunStage:
             work.report(self.name, "skipped: no configure.yaml", time.monotonic() - started)
             return
         work.cloud = up(1, work.run_id, client=run.client, images=run.images)
+        # Ctrl-C may have come while the VM booted: its cleanup has run already.
+        if run.stop.is_set():
+            raise KeyboardInterrupt
         vm = work.cloud.vms[0]
         redirect_upstream_on(run.client, vm.name, run.served.url)
         network = f"dcgan-sandbox-{work.run_id}"

@@ -166,8 +166,19 @@ def tar_of_files(files: dict[str, bytes], mode: int = 0o600) -> bytes:
 
 
 def create_sandbox_network(client: docker.DockerClient, name: str, labels: dict[str, str]):
-    """An internal network: its members reach each other and nothing else."""
-    return client.networks.create(name, driver="bridge", internal=True, labels=project_labels("sandbox-net", **labels))
+    """A network whose members reach each other and nothing else, the grading machine included.
+
+    internal=True keeps packets from leaving the bridge, but the bridge's own
+    gateway address is the host: services bound to all of its interfaces
+    would still answer there. With no address on the bridge, they cannot.
+    """
+    return client.networks.create(
+        name,
+        driver="bridge",
+        internal=True,
+        options={"com.docker.network.bridge.inhibit_ipv4": "true"},
+        labels=project_labels("sandbox-net", **labels),
+    )
 
 
 def address_on(container, network_name: str) -> str:
