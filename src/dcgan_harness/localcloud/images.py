@@ -57,10 +57,14 @@ VM_REPO = "dcgan-vm"
 RUNTIME_IMAGE = "dcgan-runtime:latest"
 SERVICES_REPO = "dcgan-services"
 
-TORCH_WHEEL = Path(
-    os.environ.get("DCGAN_TORCH_WHEEL", "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
-)
-TORCH_REQUIREMENT = "torch==2.13.0+cpu"
+# torch is resolved by requirement through pip, so pip's own settings decide
+# which build: a local wheel in its find-links, PyTorch's CPU index in
+# PIP_EXTRA_INDEX_URL, or PyPI's default (CUDA) build. DCGAN_TORCH_WHEEL names
+# a wheel file to use instead.
+TORCH_REQUIREMENT = "torch==2.13.0"
+TORCH_WHEEL_ENV = "DCGAN_TORCH_WHEEL"
+# pip settings that change which wheels a download picks; part of the wheel cache's key.
+PIP_SOURCE_ENV = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
 TORCHVISION_REQUIREMENT = "torchvision==0.28.0"
 # Pinned so that the runtime image, and so its recipe hash, does not move
 # whenever PyPI publishes a release.
@@ -555,12 +559,29 @@ RUN apt-get update -q \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY --from=wheels /usr/local/lib/python3.11/dist-packages/ /usr/local/lib/python3.11/dist-packages/
 COPY --from=wheels /usr/local/bin/ /usr/local/bin/
-# Last, so that a change to the shim rebuilds one small layer, not the 1 GB above.
-COPY shim/ /usr/local/lib/python3.11/dist-packages/
-# Fail the build, not the first training run, if torch and torchvision disagree.
+{shim}# Fail the build, not the first training run, if torch and torchvision disagree.
 RUN python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 CMD ["python"]
 """
+
+# Only where torch is the CPU build and torchvision PyPI's CUDA build (see the shim's docstring).
+RUNTIME_SHIM_STEP = """\
+# Last, so that a change to the shim rebuilds one small layer, not the 1 GB above.
+COPY shim/ /usr/local/lib/python3.11/dist-packages/
+"""
+
+
+def torch_source() -> str:
+    """What pip downloads torch from: the DCGAN_TORCH_WHEEL file, else the requirement."""
+    override = os.environ.get(TORCH_WHEEL_ENV, "").strip()
+    if not override:
+        return TORCH_REQUIREMENT
+    wheel = Path(override).expanduser()
+    if not wheel.is_file():
+        raise LocalCloudError(
+            f"{TORCH_WHEEL_ENV}={override} is not a file; point it at a torch wheel, or unset it to let pip find {TORCH_REQUIREMENT}"
+        )
+    return str(wheel.resolve())
 
 
 def runtime_wheels() -> list[Path]:
@@ -569,25 +590,59 @@ def runtime_wheels() -> list[Path]:
     Downloaded once into the cache, for CPython 3.11 on manylinux, so that
     builds are offline and every build installs exactly the same files.
     """
-    if not TORCH_WHEEL.is_file():
-        raise LocalCloudError(f"torch wheel not found at {TORCH_WHEEL}; set DCGAN_TORCH_WHEEL to its path")
-    spec = "\n".join([str(TORCH_WHEEL), TORCHVISION_REQUIREMENT, *EXTRA_REQUIREMENTS, *WHEEL_TARGET])
+    torch = torch_source()
+    pip_settings = [f"{name}={os.environ[name]}" for name in PIP_SOURCE_ENV if os.environ.get(name)]
+    spec = "\n".join([torch, TORCHVISION_REQUIREMENT, *EXTRA_REQUIREMENTS, *WHEEL_TARGET, *pip_settings])
     folder = cache_dir() / "wheels" / recipe_hash(spec)
     done = folder / "complete.txt"
     if not (done.is_file() and done.read_text() == spec):
-        _download_wheels(folder)
+        _download_wheels(folder, torch)
         done.write_text(spec)
     return sorted(folder.glob("*.whl"))
 
 
-def _download_wheels(folder: Path) -> None:
-    progress(f"images: downloading runtime wheels into {folder}")
+def _download_wheels(folder: Path, torch: str) -> None:
+    progress(f"images: downloading runtime wheels ({torch}, {TORCHVISION_REQUIREMENT}) into {folder}")
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(folder), *WHEEL_TARGET]
     log = cache_dir() / "logs" / "pip-download.log"
-    run_with_progress([*pip, str(TORCH_WHEEL), *EXTRA_REQUIREMENTS], log, "pip download")
-    # torchvision's declared torch dependency is the CUDA torch: left out on purpose.
+    run_with_progress([*pip, torch, *EXTRA_REQUIREMENTS], log, f"pip download {torch}")
+    # torchvision's declared torch dependency may be another build of torch
+    # (PyPI's CUDA one): left out on purpose, torch is already there.
     run_with_progress([*pip, "--no-deps", TORCHVISION_REQUIREMENT], log, "pip download torchvision")
+
+
+def wheel_version(wheels: list[Path], project: str) -> str:
+    """The version in a downloaded wheel's file name, local label included (2.13.0+cpu)."""
+    for wheel in wheels:
+        name, _, rest = wheel.name.partition("-")
+        if name.lower().replace("-", "_") == project:
+            return rest.split("-", 1)[0]
+    raise LocalCloudError(f"no {project} wheel in {wheels[0].parent if wheels else 'the wheel cache'}; delete that folder and retry")
+
+
+def needs_torchvision_shim(torch_version: str, torchvision_version: str) -> bool:
+    """A CPU torch with a torchvision built for CUDA (PyPI's) cannot import torchvision without it."""
+    return torch_version.endswith("+cpu") and not torchvision_version.endswith("+cpu")
+
+
+def runtime_dockerfile(base: str, wheels: list[Path]) -> tuple[str, dict[str, str | Path]]:
+    """The runtime image's Dockerfile and build context for these wheels."""
+    torch_version = wheel_version(wheels, "torch")
+    torchvision_version = wheel_version(wheels, "torchvision")
+    torchvision_wheel = next(w.name for w in wheels if w.name.startswith("torchvision-"))
+    shim = needs_torchvision_shim(torch_version, torchvision_version)
+    dockerfile = RUNTIME_DOCKERFILE.format(
+        base=base,
+        torch=f"torch=={torch_version}",
+        extras=" ".join(f'"{r}"' for r in EXTRA_REQUIREMENTS),
+        torchvision_wheel=torchvision_wheel,
+        shim=RUNTIME_SHIM_STEP if shim else "",
+    )
+    files: dict[str, str | Path] = {"Dockerfile": dockerfile, **(shim_files() if shim else {})}
+    files.update({f"wheels/{w.name}": w for w in wheels})
+    return dockerfile, files
 
 
 def shim_files() -> dict[str, Path]:
@@ -601,18 +656,7 @@ def shim_files() -> dict[str, Path]:
 def ensure_runtime_image(client: docker.DockerClient) -> str:
     """dcgan-runtime:latest, rebuilt only when its wheels, shim or Dockerfile change."""
     base = ensure_debian_base(client)
-    wheels = runtime_wheels()
-    torchvision_wheel = next((w.name for w in wheels if w.name.startswith("torchvision-")), None)
-    if torchvision_wheel is None:
-        raise LocalCloudError(f"no torchvision wheel in {wheels[0].parent}; delete that folder and retry")
-    dockerfile = RUNTIME_DOCKERFILE.format(
-        base=base,
-        torch=TORCH_REQUIREMENT,
-        extras=" ".join(f'"{r}"' for r in EXTRA_REQUIREMENTS),
-        torchvision_wheel=torchvision_wheel,
-    )
-    files: dict[str, str | Path] = {"Dockerfile": dockerfile, **shim_files()}
-    files.update({f"wheels/{w.name}": w for w in wheels})
+    dockerfile, files = runtime_dockerfile(base, runtime_wheels())
     recipe = recipe_hash(dockerfile, *(p for k, p in sorted(files.items()) if isinstance(p, Path)))
     if image_recipe(client, RUNTIME_IMAGE) != recipe:
         previous = _image_id(client, RUNTIME_IMAGE)
