@@ -20,6 +20,10 @@ class HarnessError(Exception):
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.list_rules:
+        for rule in rules.RULES:
+            print(f"{rule.id:24} {rule.severity:9} {rule.doc()}")
+        return 0
     try:
         findings = rules.check_file(args.playbook)
     except rules.PlaybookError as error:
@@ -120,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run the playbook rules on a configure.yaml")
     check.add_argument("playbook", nargs="?", type=Path, default=Path("configure.yaml"))
+    check.add_argument("--list-rules", action="store_true", help="list the rules, their severity and what each checks")
     check.set_defaults(handler=_check)
     _add_parse_parser(commands)
     # Listed for --help only: main() hands their arguments over untouched.

@@ -138,6 +138,13 @@ def test_cli_fails_when_an_error_sits_beside_an_advisory(tmp_path, fixtures_dir)
     assert "1 finding(s) and 1 advisory finding(s)" in result.stderr
 
 
+def test_cli_lists_every_rule_with_its_severity():
+    result = run_cli("--list-rules")
+    assert result.returncode == 0
+    listed = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    assert listed == {rule.id: rule.severity for rule in rules.RULES}
+
+
 def test_cli_names_a_missing_file(tmp_path):
     result = run_cli(str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
