@@ -133,3 +133,28 @@ def test_argv_form_is_read_as_a_command_line():
     assert commands.command_text({"argv": ["docker", "buildx", "build", "-t", "x y", "."]}) == (
         "docker buildx build -t 'x y' ."
     )
+
+
+@pytest.mark.parametrize(
+    "command, detached",
+    [
+        ("docker run -d --name x img", True),
+        ("docker run --name x -itd img", True),
+        ("docker run --detach img", True),
+        ("docker compose up -d", True),
+        ("docker start trainer", True),
+        ("docker run --rm img python train.py", False),
+        ("docker compose up --abort-on-container-exit", False),
+        ("docker start -a trainer", False),
+    ],
+)
+def test_detached_runs_are_told_from_attached_ones(command, detached):
+    assert commands.runs_detached(command) is detached
+
+
+@pytest.mark.parametrize(
+    "command, waits",
+    [("docker wait dcgan", True), ("docker logs -f dcgan", True), ("docker logs dcgan", False), ("docker ps", False)],
+)
+def test_waiting_for_a_container(command, waits):
+    assert commands.waits_for_container(command) is waits

@@ -10,7 +10,7 @@ from .base import Course, Rule
 from .findings import Finding
 from .model import Playbook, Task
 from .required import builds_from_source
-from .templates import Unknown
+from .templates import Unknown, to_bool
 
 CONTAINER_MODULES = frozenset({"docker_container"})
 COMPOSE_MODULES = frozenset({"docker_compose", "docker_compose_v2"})
@@ -29,6 +29,26 @@ def is_container_run(task: Task) -> bool:
     if task.module in COMPOSE_MODULES:
         return str(task.args.get("state", "present")) == "present"
     return commands.runs_container(commands.task_command(task))
+
+
+def runs_detached(task: Task) -> bool:
+    if task.module in COMPOSE_MODULES:
+        # These modules start the services in the background, like `compose up --detach`.
+        return True
+    if task.module in CONTAINER_MODULES:
+        try:
+            return to_bool(task.resolver().render(task.args.get("detach", True))) is not False
+        except Unknown:
+            return False
+    command = commands.task_command(task)
+    return commands.runs_detached(command) and not commands.waits_for_container(command)
+
+
+def waits(task: Task) -> bool:
+    """A task that blocks until a detached container has finished."""
+    if task.module == "docker_container_info":
+        return "until" in task.data
+    return commands.waits_for_container(commands.task_command(task))
 
 
 def seconds(task: Task, keyword: str) -> int | None:
@@ -67,7 +87,14 @@ class AsyncPoll(Rule):
                 what = "runs the DCGAN"
             else:
                 continue
-            problem = self._problem(task, playbook.tasks[index + 1:])
+            later = playbook.tasks[index + 1:]
+            problem = self._problem(task, later)
+            if problem is None and what == "runs the DCGAN" and runs_detached(task) and not any(map(waits, later)):
+                problem = (
+                    "the container runs detached, so the play moves on (and fetches output.txt) before it ends",
+                    "run it attached (docker run without -d, docker_container with 'detach: false') or wait for it"
+                    " with 'docker wait <container>'",
+                )
             if problem:
                 message, fix = problem
                 yield self.at(task, f"the task {what} for many minutes, but {message}", fix)

@@ -29,6 +29,12 @@ SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "\n"})
 BUILD_COMMANDS = frozenset(
     {("build",), ("image", "build"), ("buildx", "build"), ("buildx", "b"), ("builder", "build"), ("compose", "build")}
 )
+GROUP_COMMANDS = frozenset({"compose", "image", "buildx", "builder", "container"})
+# Runs that return while the container still trains, unless told to stay attached.
+FOREGROUND_RUNS = frozenset({("run",), ("container", "run"), ("compose", "up"), ("compose", "run")})
+STARTS = frozenset({("start",), ("container", "start")})
+DETACH = re.compile(r"^(--detach(=true)?|-[a-zA-Z]*d[a-zA-Z]*)$")
+ATTACH = re.compile(r"^(--attach(=true)?|-[a-zA-Z]*a[a-zA-Z]*)$")
 RUN_COMMANDS = frozenset(
     {("run",), ("container", "run"), ("start",), ("container", "start"), ("compose", "up"), ("compose", "run")}
 )
@@ -80,9 +86,10 @@ def docker_invocations(text: str, depth: int = 0) -> Iterator[tuple[str, ...]]:
 
 
 def _subcommand(words: list[str]) -> tuple[str, ...]:
+    """The subcommand path (at most two words), then every option up to the end of the command."""
     path: list[str] = []
     flags: list[str] = []
-    skip = False
+    skip = complete = False
     for word in words:
         if word in SEPARATORS:
             break
@@ -90,13 +97,11 @@ def _subcommand(words: list[str]) -> tuple[str, ...]:
             skip = False
             continue
         if word.startswith("-"):
-            skip = word in OPTIONS_WITH_VALUE
+            skip = not complete and word in OPTIONS_WITH_VALUE
             flags.append(word)
-            continue
-        if len(path) < 2:
+        elif not complete:
             path.append(word)
-            if path[0] not in {"compose", "image", "buildx", "builder", "container"}:
-                break
+            complete = len(path) == 2 or path[0] not in GROUP_COMMANDS
     return (*path, *flags)
 
 
@@ -113,6 +118,32 @@ def runs_container(text: str) -> bool:
     return any(
         invocation[:2] in RUN_COMMANDS or invocation[:1] in RUN_COMMANDS for invocation in docker_invocations(text)
     )
+
+
+def _path(invocation: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(word for word in invocation if not word.startswith("-"))
+
+
+def runs_detached(text: str) -> bool:
+    """A docker run, compose up or start that returns while the container still runs."""
+    for invocation in docker_invocations(text):
+        path, flags = _path(invocation), [word for word in invocation if word.startswith("-")]
+        if (path[:1] in FOREGROUND_RUNS or path[:2] in FOREGROUND_RUNS) and any(map(DETACH.match, flags)):
+            return True
+        if (path[:1] in STARTS or path[:2] in STARTS) and not any(map(ATTACH.match, flags)):
+            return True
+    return False
+
+
+def waits_for_container(text: str) -> bool:
+    """docker wait, or logs followed to the container's end."""
+    for invocation in docker_invocations(text):
+        path = _path(invocation)
+        if path[:1] == ("wait",) or path[:2] == ("container", "wait"):
+            return True
+        if (path[:1] == ("logs",) or path[:2] == ("compose", "logs")) and {"-f", "--follow"} & set(invocation):
+            return True
+    return False
 
 
 def mentions(value: Any, needle: str) -> bool:
