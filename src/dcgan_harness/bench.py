@@ -51,6 +51,8 @@ def measure(results_dir: Path) -> dict:
         "total_without_train_s": round(first_total - phases.get("train", 0.0), 2),
         "second_run_s": round(second_total, 2),
         "second_run_changed_tasks": second.changed_tasks,
+        # Which VM image the runs used ($DCGAN_VM_IMAGE chooses it).
+        "vm_image": session.cloud.vm_image,
         "mnist_images": FAST_MNIST_LIMIT,
         "extra_args": FAST_EXTRA_ARGS,
         "targets_s": TARGETS_S,
@@ -106,11 +108,17 @@ def measure_scale(results_dir: Path, mnist_limit: int = SCALE_MNIST_LIMIT, extra
         try:
             result = session.deploy(dcgan_time_allreduce=True)
         finally:
-            session.close()
+            # The figures are in hand; a failed clean-up is reported, not fatal.
+            try:
+                session.close()
+            except LocalCloudError as error:
+                print(f"bench: removing the {nodes}-VM run failed: {error}; run `dcgan-harness cloud down --run-id "
+                      f"{session.cloud.run_id}`", file=sys.stderr)
         if not result.ok:
             raise LocalCloudError(f"the {nodes}-VM run failed (exit {result.returncode}); see {folder} and the log above")
     document = report.write_report(results_dir)
     return {
+        "vm_image": session.cloud.vm_image,
         "mnist_images": mnist_limit,
         "extra_args": extra_args,
         "runs": [scale_row(run, results_dir) for run in document["runs"]],
@@ -123,7 +131,8 @@ def format_scale_table(result: dict) -> str:
         return "n/a" if value is None else pattern.format(value)
 
     lines = [
-        f"{result['mnist_images']} MNIST images, dist_dcgan.py {result['extra_args'] or '(default width)'}",
+        f"{result['mnist_images']} MNIST images, dist_dcgan.py {result['extra_args'] or '(default width)'}, "
+        f"VM image {result.get('vm_image', '?')}",
         "nodes  epoch s  speedup  efficiency  iteration s  all-reduce s/iteration  calls/iteration",
     ]
     for row in result["runs"]:
@@ -147,7 +156,7 @@ def format_table(report: dict) -> str:
         ("second run", f"{report['second_run_s']:8.1f}   target < {TARGETS_S['second_run']} s"),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"{'phase'.ljust(width)}  seconds", f"{'-' * width}  -------"]
+    lines = [f"VM image: {report.get('vm_image', '?')}", f"{'phase'.ljust(width)}  seconds", f"{'-' * width}  -------"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
     if report["second_run_changed_tasks"]:
         lines.append(f"second run changed: {', '.join(report['second_run_changed_tasks'])}")
