@@ -3,6 +3,7 @@
     dcgan-harness cloud up --nodes 2   # prints the inventory path
     dcgan-harness cloud status
     dcgan-harness cloud down           # removes every VM, also of killed runs
+    dcgan-harness cloud down --all     # and the apt cache and registry mirror with their data
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .engine import LocalCloudError, progress
 from .gitserver import serve_app
-from .vms import BOOT_TIMEOUT_S, down, status, up
+from .vms import BOOT_TIMEOUT_S, down, down_all, status, up
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -29,7 +30,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    removed = down(args.run_id)
+    if args.all and args.run_id:
+        raise LocalCloudError("--all removes every run and the caches; drop --run-id, or drop --all to remove one run")
+    removed = down_all() if args.all else down(args.run_id)
     print(f"removed {len(removed)}: {' '.join(removed)}" if removed else "nothing to remove")
     return 0
 
@@ -68,6 +71,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     up_cmd.set_defaults(handler=_cmd_up)
     down_cmd = commands.add_parser("down", help="remove the VMs and their volumes (all runs unless --run-id)")
     down_cmd.add_argument("--run-id")
+    down_cmd.add_argument(
+        "--all", action="store_true",
+        help="also remove the shared caches: the apt cache and the registry mirror, with their data",
+    )
     down_cmd.set_defaults(handler=_cmd_down)
     status_cmd = commands.add_parser("status", help="list the local cloud's containers")
     status_cmd.add_argument("--run-id")

@@ -24,12 +24,14 @@ import docker
 import docker.errors
 import yaml
 
+from . import aptcache
 from .engine import LocalCloudError, ensure_engine, one_line_errors, progress, try_connect
 from ..keys import too_open_mode
 from .images import (
     PROJECT_LABEL,
     PROJECT_VALUE,
     REGISTRY_NAME,
+    REGISTRY_VOLUME,
     ROLE_LABEL,
     CloudImages,
     prepare_images,
@@ -239,6 +241,7 @@ def up(
 def _start_and_boot(
     client: docker.DockerClient, images: CloudImages, run_id: str, ports: list[int], key: Path, boot_timeout: float
 ) -> list[Machine]:
+    apt_cache = apt_cache_address(client)
     progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
     # All containers first, then all waits: the VMs boot in parallel.
     names = [start_vm(client, images.vm, run_id, node_name(i), port) for i, port in enumerate(ports, 1)]
@@ -246,10 +249,25 @@ def _start_and_boot(
     for name in names:
         wait_for_boot(client, name, boot_timeout)
         install_public_key(client, name, public_key)
+        if apt_cache:
+            aptcache.configure_vm(client.containers.get(name), apt_cache)
     vms = [machine_from(client.containers.get(name)) for name in names]
     for vm in vms:
         wait_for_ssh(vm, key)
     return vms
+
+
+def apt_cache_address(client: docker.DockerClient) -> str | None:
+    """The shared apt cache's address for the VMs, started if need be; None when it cannot run.
+
+    A cache only saves time: VMs without one install from the archive, as
+    cloud VMs do, so a failure here is a warning, not a failed `up`.
+    """
+    try:
+        return aptcache.ensure_apt_cache(client)
+    except LocalCloudError as error:
+        progress(f"localcloud: warning: no apt cache ({error}); VMs install packages from the archive")
+        return None
 
 
 def vm_run_options() -> dict:
@@ -436,9 +454,9 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
     """Remove the run's VMs, their volumes, git server, controllers and sandbox networks; all runs when run_id is None.
 
     Found by label rather than from a state file, so leftovers of runs that
-    were killed before writing anything go too. The registry mirror stops when
-    no VM is left and no other run is starting; its data volume stays as a
-    cache for the next `up`.
+    were killed before writing anything go too. The registry mirror and the
+    apt cache stop when no VM is left and no other run is starting; their data
+    volumes stay as caches for the next `up` (`down_all` removes them).
     """
     client = client or try_connect()
     if client is None:
@@ -459,6 +477,23 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
     _remove_state(run_id)
     if not client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=vm"}) and not _runs_in_progress():
         removed += _stop_registry(client)
+        removed += aptcache.stop_apt_cache(client)
+    return removed
+
+
+@one_line_errors
+def down_all(client: docker.DockerClient | None = None) -> list[str]:
+    """Every run, then the shared services and the caches `down` keeps: the apt cache's and the mirror's data."""
+    client = client or try_connect()
+    if client is None:
+        _remove_state(None)
+        return []
+    removed = down(None, client)
+    removed += _stop_registry(client)
+    removed += aptcache.stop_apt_cache(client, keep_data=False)
+    for volume in client.volumes.list(filters={"name": f"^{REGISTRY_VOLUME}$"}):
+        _remove_volume(volume)
+        removed.append(volume.name)
     return removed
 
 
