@@ -1,5 +1,6 @@
-"""Fixtures shared by the infra and e2e layers: one local VM that configure.yaml
-has configured, brought up once per test session and removed afterwards."""
+"""Fixtures shared by the infra and e2e layers: local VMs that configure.yaml
+has configured, one per VM image, brought up once per test session and removed
+afterwards (the e2e layer's on Debian 11, the infra layer's on Debian 12)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,36 @@ class Deployment:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory):
-    """A fresh VM after one fast run of configure.yaml (offline app, MNIST subset)."""
-    options = RunOptions(
-        app="offline",
-        mnist_limit=FAST_MNIST_LIMIT,
-        extra_args=FAST_EXTRA_ARGS,
-        results_dir=tmp_path_factory.mktemp("resultados"),
-    )
-    session = open_session(options)
+def deployments(tmp_path_factory):
+    """Fast deployments by VM image: a fresh VM after one fast run of configure.yaml
+    (offline app, MNIST subset), made on first use and removed at the session's end."""
+    made: dict[str, Deployment] = {}
+    sessions: list[LocalSession] = []
+
+    def deployment_on(vm_image: str) -> Deployment:
+        if vm_image not in made:
+            options = RunOptions(
+                app="offline",
+                mnist_limit=FAST_MNIST_LIMIT,
+                extra_args=FAST_EXTRA_ARGS,
+                results_dir=tmp_path_factory.mktemp(f"resultados-{vm_image}"),
+                vm_image=vm_image,
+            )
+            session = open_session(options)
+            sessions.append(session)
+            made[vm_image] = Deployment(session, session.deploy())
+        return made[vm_image]
+
     try:
-        yield Deployment(session, session.deploy())
+        yield deployment_on
     finally:
-        session.close()
+        for session in sessions:
+            session.close()
+
+
+@pytest.fixture(scope="session")
+def deployment(deployments):
+    """The e2e layer's VM: Debian 11 (bullseye), the course-like VM image (Python 3.9,
+    docker.io 20.10, python3-docker 4.1.0 as on Ubuntu 20.04). The infra layer
+    overrides it with a Debian 12 one, so both VM images run configure.yaml."""
+    return deployments("bullseye")

@@ -62,6 +62,8 @@ class RunOptions:
     run_id: str | None = None
     batch_size: int = 128
     ranks_per_vm: int = 1
+    # bookworm, bullseye or ubuntu; None: $DCGAN_VM_IMAGE, else bookworm.
+    vm_image: str | None = None
 
     @property
     def world_size(self) -> int:
@@ -163,7 +165,7 @@ def open_session(options: RunOptions) -> LocalSession:
     with timed(phases, "engine"):
         client = ensure_engine()
     with timed(phases, "image"):
-        images = prepare_images(client)
+        images = prepare_images(client, options.vm_image)
     with timed(phases, "vm_up"):
         cloud = up(options.nodes, options.run_id, client=client, images=images)
     try:
@@ -199,6 +201,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--fast", action="store_true", help=f"--mnist-limit {FAST_MNIST_LIMIT} --extra-args '{FAST_EXTRA_ARGS}'")
     parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "resultados")
     parser.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (remove them with `cloud down`)")
+    parser.add_argument(
+        "--vm-image", choices=["bookworm", "bullseye", "ubuntu"],
+        help="the VMs' system: bullseye (Debian 11, like the course's Ubuntu 20.04), bookworm (Debian 12) or "
+        "ubuntu (ubuntu:20.04 from Docker Hub); default $DCGAN_VM_IMAGE, else bookworm",
+    )
     return parser
 
 
@@ -207,7 +214,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     options = RunOptions(
         nodes=args.nodes, ranks_per_vm=args.ranks_per_vm, app=app, app_dir=(args.app_dir or OFFLINE_APP).resolve(),
         mnist_dir=args.mnist_dir, mnist_limit=args.mnist_limit, extra_args=args.extra_args,
-        results_dir=args.results_dir.resolve(),
+        results_dir=args.results_dir.resolve(), vm_image=args.vm_image,
     )
     if args.fast:
         options.mnist_limit = options.mnist_limit or FAST_MNIST_LIMIT
@@ -277,6 +284,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
         return 130
+    progress(f"localrun: the VMs run VM image {session.cloud.vm_image}")
     try:
         result = session.deploy()
         write_run_report(options.results_dir)

@@ -28,3 +28,9 @@ def cloud(docker_client):
         yield vms.up(nodes=1, run_id=run_id, client=docker_client)
     finally:
         vms.down(run_id, client=docker_client)
+
+
+@pytest.fixture(scope="session")
+def deployment(deployments):
+    """The infra layer checks configure.yaml's work on Debian 12 (bookworm); the e2e layer runs on Debian 11."""
+    return deployments("bookworm")

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from .engine import LocalCloudError, progress
 from .gitserver import serve_app
+from .images import DEFAULT_VM_IMAGE, VM_IMAGE_ENV, VM_IMAGES
 from .vms import BOOT_TIMEOUT_S, down, down_all, status, up
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    cloud = up(args.nodes, args.run_id, args.ssh_port_base, args.boot_timeout)
+    cloud = up(args.nodes, args.run_id, args.ssh_port_base, args.boot_timeout, vm_image=args.vm_image)
     for vm in cloud.vms:
         progress(f"  {vm.node}: ssh -i {cloud.key} -p {vm.ssh_port} ubuntu@127.0.0.1")
     progress(
-        f"run {cloud.run_id} is up; remove it with: dcgan-harness cloud down --run-id {cloud.run_id}"
+        f"run {cloud.run_id} is up on VM image {cloud.vm_image}; remove it with: dcgan-harness cloud down --run-id {cloud.run_id}"
     )
     print(cloud.inventory)
     return 0
@@ -68,6 +69,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--ssh-port-base", type=int, help="SSH of computeNN on this port + NN - 1 (default: free ports)"
     )
     up_cmd.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT_S, help="seconds a VM may take to boot")
+    up_cmd.add_argument(
+        "--vm-image", choices=sorted(VM_IMAGES),
+        help=f"bullseye: Debian 11, like the course's Ubuntu 20.04; bookworm: Debian 12; ubuntu: ubuntu:20.04 "
+        f"from Docker Hub (default ${VM_IMAGE_ENV}, else {DEFAULT_VM_IMAGE})",
+    )
     up_cmd.set_defaults(handler=_cmd_up)
     down_cmd = commands.add_parser("down", help="remove the VMs and their volumes (all runs unless --run-id)")
     down_cmd.add_argument("--run-id")

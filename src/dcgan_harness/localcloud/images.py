@@ -8,8 +8,10 @@ with a hash of its recipe, so a second run reuses it and a changed recipe
 rebuilds it.
 
 Images:
-  dcgan-base:bookworm-<hash>   debootstrapped Debian 12 (or ubuntu:20.04 when pullable, VMs only)
-  dcgan-vm:<hash>              systemd + sshd + sudo + python3: what a cloud VM looks like to Ansible
+  dcgan-base:<suite>-<hash>    debootstrapped Debian 12 (bookworm) or 11 (bullseye)
+  dcgan-vm:<hash>              systemd + sshd + sudo + python3 on Debian 12: what a cloud VM looks like to Ansible
+  dcgan-vm-bullseye:<hash>     the same on Debian 11, the course-like VM (Python 3.9, docker.io 20.10, python3-docker 4.1.0)
+  dcgan-vm-ubuntu:<hash>       the same on ubuntu:20.04 from Docker Hub, where it can be pulled
   dcgan-runtime:latest         python 3.11 + torch CPU + torchvision: what the app's Dockerfile builds FROM
   dcgan-services:<hash>        docker-registry + git daemon: the registry mirror and the app's git server
 
@@ -50,7 +52,16 @@ DEBIAN_SUITE = "bookworm"
 DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
 DEFAULT_SECURITY = "http://deb.debian.org/debian-security"
 UBUNTU_IMAGE = "ubuntu:20.04"
-UBUNTU_PULL_TIMEOUT_S = 5
+UBUNTU_PULL_TIMEOUT_S = 30
+
+# The VM images `--vm-image` / DCGAN_VM_IMAGE choose from, and what each is.
+VM_IMAGES = {
+    "bookworm": "Debian 12, Python 3.11, docker.io 20.10 and python3-docker 5.0 from Debian",
+    "bullseye": "Debian 11, Python 3.9, docker.io 20.10 and python3-docker 4.1.0, like the course's Ubuntu 20.04",
+    "ubuntu": "Ubuntu 20.04 (ubuntu:20.04 from Docker Hub), the course's AMI",
+}
+DEFAULT_VM_IMAGE = "bookworm"
+VM_IMAGE_ENV = "DCGAN_VM_IMAGE"
 
 BASE_REPO = "dcgan-base"
 VM_REPO = "dcgan-vm"
@@ -301,28 +312,28 @@ def _apt_source_uris() -> list[str]:
     return [u for u in uris if u.startswith(("http://", "https://"))]
 
 
-def debian_sources(archive: str, security: str) -> str:
-    """apt sources for images: the same three suites a Debian 12 cloud image has."""
+def debian_sources(archive: str, security: str, suite: str = DEBIAN_SUITE) -> str:
+    """apt sources for images: the same three suites a Debian cloud image has."""
     return (
-        f"Types: deb\nURIs: {archive}\nSuites: {DEBIAN_SUITE} {DEBIAN_SUITE}-updates\n"
+        f"Types: deb\nURIs: {archive}\nSuites: {suite} {suite}-updates\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        f"Types: deb\nURIs: {security}\nSuites: {DEBIAN_SUITE}-security\n"
+        f"Types: deb\nURIs: {security}\nSuites: {suite}-security\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
 
 
 @one_line_errors
-def ensure_debian_base(client: docker.DockerClient) -> str:
-    """The debootstrapped Debian 12 image, made once per mirror configuration."""
+def ensure_debian_base(client: docker.DockerClient, suite: str = DEBIAN_SUITE) -> str:
+    """The debootstrapped Debian image of a suite (12 by default), made once per mirror configuration."""
     archive, security = host_debian_mirrors()
-    sources = debian_sources(archive, security)
-    recipe = recipe_hash("debootstrap", "--variant=minbase", DEBIAN_SUITE, archive, sources)
-    tag = f"{BASE_REPO}:{DEBIAN_SUITE}-{recipe}"
+    sources = debian_sources(archive, security, suite)
+    recipe = recipe_hash("debootstrap", "--variant=minbase", suite, archive, sources)
+    tag = f"{BASE_REPO}:{suite}-{recipe}"
     if image_exists(client, tag):
         return tag
-    tarball = cache_dir() / "rootfs" / f"{DEBIAN_SUITE}-{recipe}.tar"
+    tarball = cache_dir() / "rootfs" / f"{suite}-{recipe}.tar"
     if not tarball.is_file():
-        with_retries(lambda: make_debian_rootfs(tarball, archive, sources), "debootstrap")
+        with_retries(lambda: make_debian_rootfs(tarball, archive, sources, suite), "debootstrap")
     import_rootfs(client, tarball, tag, recipe)
     return tag
 
@@ -340,11 +351,11 @@ def ensure_debootstrap() -> None:
         )
 
 
-def make_debian_rootfs(tarball: Path, archive: str, sources: str) -> None:
-    """debootstrap a minimal Debian 12 and pack it as a tarball for `docker import`."""
+def make_debian_rootfs(tarball: Path, archive: str, sources: str, suite: str = DEBIAN_SUITE) -> None:
+    """debootstrap a minimal Debian of a suite and pack it as a tarball for `docker import`."""
     ensure_debootstrap()
     started = time.monotonic()
-    progress(f"images: debootstrap {DEBIAN_SUITE} from {archive} (a few minutes, one time)")
+    progress(f"images: debootstrap {suite} from {archive} (a few minutes, one time)")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the tarball, not in /tmp: /tmp may be a small tmpfs, or
     # mounted nodev, which would break the device nodes debootstrap makes.
@@ -352,7 +363,7 @@ def make_debian_rootfs(tarball: Path, archive: str, sources: str) -> None:
     try:
         rootfs = workdir / "rootfs"
         run_with_progress(
-            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), archive],
+            ["debootstrap", "--variant=minbase", suite, str(rootfs), archive],
             cache_dir() / "logs" / "debootstrap.log",
             "debootstrap",
         )
@@ -415,36 +426,51 @@ def import_rootfs(client: docker.DockerClient, tarball: Path, tag: str, recipe: 
         raise LocalCloudError(f"docker import of {tarball} did not produce {tag}; remove the tarball and retry")
 
 
-def try_pull_ubuntu(client: docker.DockerClient, timeout: float = UBUNTU_PULL_TIMEOUT_S) -> str | None:
-    """ubuntu:20.04 (what the real VMs run) if present or pullable within seconds, else None."""
+def pull_ubuntu(client: docker.DockerClient, timeout: float = UBUNTU_PULL_TIMEOUT_S) -> str:
+    """ubuntu:20.04 (what the course's VMs run), present or pulled; a failed pull says why."""
     if image_exists(client, UBUNTU_IMAGE):
         return UBUNTU_IMAGE
     # A separate client whose socket timeout bounds the wait: offline, the
     # engine may sit on a DNS lookup or a TCP connect far longer than we want.
+    reason = "no error reported"
     try:
         quick = docker.from_env(timeout=timeout).api
-    except docker.errors.DockerException:
-        return None
+    except docker.errors.DockerException as error:
+        raise LocalCloudError(f"pulling {UBUNTU_IMAGE} failed: {error}; {_OTHER_VM_IMAGES}") from None
+    progress(f"images: pulling {UBUNTU_IMAGE} (at most {timeout:.0f}s)")
     try:
         repository, _, tag = UBUNTU_IMAGE.partition(":")
         for chunk in quick.pull(repository, tag=tag, stream=True, decode=True):
             if "error" in chunk:
-                return None
-    except Exception:  # noqa: BLE001 - any failure just means "not pullable here"
-        return None
+                reason = str(chunk["error"])
+                break
+    except Exception as error:  # noqa: BLE001 - whatever it was, it is the reason given
+        reason = str(getattr(error, "explanation", None) or error) or type(error).__name__
     finally:
         quick.close()
-    return UBUNTU_IMAGE if image_exists(client, UBUNTU_IMAGE) else None
+    if image_exists(client, UBUNTU_IMAGE):
+        return UBUNTU_IMAGE
+    reason = " ".join(reason.split())[:200]
+    raise LocalCloudError(f"pulling {UBUNTU_IMAGE} failed: {reason}; {_OTHER_VM_IMAGES}")
 
 
-def ensure_vm_base(client: docker.DockerClient, prefer_ubuntu: bool = True) -> str:
-    """Ubuntu 20.04 like the course's cloud VMs when we can get it; Debian 12 otherwise."""
-    if prefer_ubuntu and os.environ.get("DCGAN_VM_BASE", "auto") != "debian":
-        ubuntu = try_pull_ubuntu(client)
-        if ubuntu:
-            return ubuntu
-        progress(f"images: {UBUNTU_IMAGE} is not pullable here; VMs run Debian 12 (debootstrap)")
-    return ensure_debian_base(client)
+_OTHER_VM_IMAGES = "no Docker Hub here? use --vm-image bullseye (Debian 11, course-like) or bookworm"
+
+
+def chosen_vm_image(name: str | None = None) -> str:
+    """The VM image asked for (argument, else $DCGAN_VM_IMAGE, else bookworm), checked."""
+    chosen = (name or os.environ.get(VM_IMAGE_ENV) or DEFAULT_VM_IMAGE).strip().lower()
+    if chosen not in VM_IMAGES:
+        source = "--vm-image" if name else VM_IMAGE_ENV
+        raise LocalCloudError(f"{source} {chosen!r} is not a VM image; use one of {', '.join(VM_IMAGES)}")
+    return chosen
+
+
+def ensure_vm_base(client: docker.DockerClient, vm_image: str = DEFAULT_VM_IMAGE) -> str:
+    """The base the VM image is built on: a debootstrapped Debian suite, or ubuntu:20.04 pulled."""
+    if vm_image == "ubuntu":
+        return pull_ubuntu(client)
+    return ensure_debian_base(client, vm_image)
 
 
 # --- VM image --------------------------------------------------------------------
@@ -523,10 +549,15 @@ def vm_daemon_json(mirror: Registry) -> str:
     )
 
 
+def vm_repository(vm_image: str) -> str:
+    """One repository per VM image, so that building one never drops another's tag."""
+    return VM_REPO if vm_image == DEFAULT_VM_IMAGE else f"{VM_REPO}-{vm_image}"
+
+
 @one_line_errors
-def ensure_vm_image(client: docker.DockerClient, mirror: Registry, prefer_ubuntu: bool = True) -> str:
-    """dcgan-vm:<hash>: a container that Ansible cannot tell from a fresh cloud VM."""
-    base = ensure_vm_base(client, prefer_ubuntu)
+def ensure_vm_image(client: docker.DockerClient, mirror: Registry, vm_image: str = DEFAULT_VM_IMAGE) -> str:
+    """dcgan-vm[-<image>]:<hash>: a container that Ansible cannot tell from a fresh cloud VM."""
+    base = ensure_vm_base(client, vm_image)
     dockerfile = VM_DOCKERFILE.format(base=base, masked=" ".join(VM_MASKED_UNITS))
     files = {
         "Dockerfile": dockerfile,
@@ -535,7 +566,7 @@ def ensure_vm_image(client: docker.DockerClient, mirror: Registry, prefer_ubuntu
         "files/etc/sudoers.d/90-localcloud-ubuntu": SUDOERS,
         "files/etc/docker/daemon.json": vm_daemon_json(mirror),
     }
-    return ensure_recipe_image(client, VM_REPO, "vm", files)
+    return ensure_recipe_image(client, vm_repository(vm_image), "vm", files)
 
 
 # --- Runtime image ---------------------------------------------------------------
@@ -839,16 +870,25 @@ class CloudImages:
     runtime: str
     services: str
     registry: Registry
+    # Which of VM_IMAGES the VM image is built on.
+    vm_image: str = DEFAULT_VM_IMAGE
 
 
 @one_line_errors
-def prepare_images(client: docker.DockerClient, prefer_ubuntu: bool = True) -> CloudImages:
-    """Everything `up` needs before the first VM starts, built or reused."""
+def prepare_images(client: docker.DockerClient, vm_image: str | None = None) -> CloudImages:
+    """Everything `up` needs before the first VM starts, built or reused.
+
+    vm_image: one of VM_IMAGES; default $DCGAN_VM_IMAGE, else bookworm.
+    """
+    vm_image = chosen_vm_image(vm_image)
     registry = ensure_registry(client)
     runtime = ensure_runtime_image(client)
     publish_runtime(client, registry)
-    vm = ensure_vm_image(client, registry, prefer_ubuntu)
-    return CloudImages(vm=vm, runtime=runtime, services=ensure_services_image(client), registry=registry)
+    vm = ensure_vm_image(client, registry, vm_image)
+    progress(f"images: VM image {vm_image} ({VM_IMAGES[vm_image]}): {vm}")
+    return CloudImages(
+        vm=vm, runtime=runtime, services=ensure_services_image(client), registry=registry, vm_image=vm_image
+    )
 
 
 def tar_folder(folder: Path, arcname: str) -> bytes:

@@ -41,6 +41,7 @@ from .images import (
 
 RUN_LABEL = "dcgan.localcloud.run"
 NODE_LABEL = "dcgan.localcloud.node"
+VM_IMAGE_LABEL = "dcgan.localcloud.vm-image"
 VM_PREFIX = "dcgan-vm"
 BOOT_TIMEOUT_S = 180.0
 SSH_TIMEOUT_S = 30.0
@@ -69,6 +70,8 @@ class Cloud:
     inventory: Path
     key: Path
     vms: list[Machine] = field(default_factory=list)
+    # Which VM image (images.VM_IMAGES) the VMs run.
+    vm_image: str = ""
 
 
 # --- Names, folders, checks that need no Docker -------------------------------------
@@ -207,10 +210,13 @@ def up(
     boot_timeout: float = BOOT_TIMEOUT_S,
     client: docker.DockerClient | None = None,
     images: CloudImages | None = None,
+    vm_image: str | None = None,
 ) -> Cloud:
     """Start N VMs, wait until each answers SSH, write their inventory.
 
     images: what prepare_images returned, when the caller already ran it.
+    vm_image: bookworm, bullseye or ubuntu when images is not given
+    (default $DCGAN_VM_IMAGE, else bookworm).
     """
     if nodes < 1:
         raise LocalCloudError(f"--nodes must be at least 1, not {nodes}")
@@ -220,7 +226,8 @@ def up(
     key = ensure_ssh_key(state_dir(run_id), comment=f"dcgan-localcloud-{run_id}")
     try:
         client = client or ensure_engine()
-        vms = _start_and_boot(client, images or prepare_images(client), run_id, ports, key, boot_timeout)
+        images = images or prepare_images(client, vm_image)
+        vms = _start_and_boot(client, images, run_id, ports, key, boot_timeout)
     except KeyboardInterrupt:
         progress(f"localcloud: interrupted; removing run {run_id}")
         if client is not None:
@@ -235,7 +242,7 @@ def up(
             _remove_state(run_id)
         raise
     inventory = write_inventory(state_dir(run_id) / "inventory.yaml", vms, key)
-    return Cloud(run_id=run_id, inventory=inventory, key=key, vms=vms)
+    return Cloud(run_id=run_id, inventory=inventory, key=key, vms=vms, vm_image=images.vm_image)
 
 
 def _start_and_boot(
@@ -243,8 +250,11 @@ def _start_and_boot(
 ) -> list[Machine]:
     apt_cache = apt_cache_address(client)
     progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
+    progress(f"localcloud: VM image {images.vm_image} ({images.vm})")
     # All containers first, then all waits: the VMs boot in parallel.
-    names = [start_vm(client, images.vm, run_id, node_name(i), port) for i, port in enumerate(ports, 1)]
+    names = [
+        start_vm(client, images.vm, run_id, node_name(i), port, images.vm_image) for i, port in enumerate(ports, 1)
+    ]
     public_key = key.with_suffix(".pub").read_text().strip()
     for name in names:
         wait_for_boot(client, name, boot_timeout)
@@ -287,9 +297,11 @@ def vm_run_options() -> dict:
     }
 
 
-def start_vm(client: docker.DockerClient, image: str, run_id: str, node: str, ssh_port: int) -> str:
+def start_vm(
+    client: docker.DockerClient, image: str, run_id: str, node: str, ssh_port: int, vm_image: str = ""
+) -> str:
     name = vm_name(run_id, node)
-    labels = project_labels("vm", **{RUN_LABEL: run_id, NODE_LABEL: node})
+    labels = project_labels("vm", **{RUN_LABEL: run_id, NODE_LABEL: node, VM_IMAGE_LABEL: vm_image})
     # Created before the container and labelled, so `down` finds it even when
     # the run dies between the two calls.
     volume = client.volumes.create(f"{name}-docker", labels=project_labels("vm-docker", **{RUN_LABEL: run_id}))
