@@ -376,3 +376,43 @@ def test_sigterm_mid_playbook_stops_the_whole_tree_and_removes_the_run(docker_cl
     assert left_processes == []
     # ... and nothing of the run on the Docker engine (looked at before the test's own cleanup).
     assert left_on_engine == ([], [])
+
+
+# --- A disk too small for the image build ------------------------------------------------------
+
+SMALL_DOCKER_STORAGE = "300m"
+
+
+@pytest.mark.localcloud
+def test_disk_preflight_stops_the_play_in_one_line_before_building(docker_client, vm_image, run_id, tmp_path):
+    """/var/lib/docker on a 300 MB volume: the play fails before the build, naming free and needed space."""
+    from dcgan_harness.localcloud import serve_app
+    from dcgan_harness.localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, OFFLINE_APP, LocalSession, RunOptions, stage_mnist
+
+    cloud = vms.up(nodes=1, run_id=run_id, client=docker_client, docker_storage_size=SMALL_DOCKER_STORAGE)
+    container = docker_client.containers.get(cloud.vms[0].name)
+    code, size = container.exec_run(["df", "-B1", "--output=size", "/var/lib/docker"])
+    assert code == 0 and int(size.decode().split()[-1]) <= 300 * 1024 * 1024, size
+    served = serve_app(OFFLINE_APP, run_id)
+    options = RunOptions(
+        app="offline", mnist_limit=FAST_MNIST_LIMIT, extra_args=FAST_EXTRA_ARGS, results_dir=tmp_path / "resultados"
+    )
+    session = LocalSession(options, cloud, served.url, served.commit, stage_mnist(options, tmp_path))
+
+    result = session.deploy(echo=False)
+
+    assert not result.ok
+    match = re.search(
+        r"Not enough disk for the image build on compute01: (?P<free>[0-9.]+) GB free in /var/lib/docker, "
+        r"(?P<need>[0-9.]+) GB needed \(dcgan_build_min_free_gb\); free space or grow the disk, then run the playbook again\.",
+        result.output,
+    )
+    assert match, result.tail(30)
+    assert float(match["free"]) <= 0.32 and float(match["need"]) == 9
+    # It stopped before the build: no build task ran, no image and no build leftovers in Docker's storage.
+    assert "TASK [Build the DCGAN image from the clone]" not in result.output
+    code, listed = container.exec_run(["docker", "image", "ls", "--all", "--quiet"])
+    assert (code, listed.decode().strip()) == (0, "")
+    # The figure is the VM's own: what df says is free on its small Docker storage.
+    code, avail = container.exec_run(["df", "-B1", "--output=avail", "/var/lib/docker"])
+    assert code == 0 and abs(float(match["free"]) - int(avail.decode().split()[-1]) / 1e9) < 0.05

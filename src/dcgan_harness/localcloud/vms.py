@@ -211,12 +211,15 @@ def up(
     client: docker.DockerClient | None = None,
     images: CloudImages | None = None,
     vm_image: str | None = None,
+    docker_storage_size: str | None = None,
 ) -> Cloud:
     """Start N VMs, wait until each answers SSH, write their inventory.
 
     images: what prepare_images returned, when the caller already ran it.
     vm_image: bookworm, bullseye or ubuntu when images is not given
     (default $DCGAN_VM_IMAGE, else bookworm).
+    docker_storage_size: a size such as "512m" makes each VM's /var/lib/docker
+    a memory-backed volume of that size, a small disk for the disk-space tests.
     """
     if nodes < 1:
         raise LocalCloudError(f"--nodes must be at least 1, not {nodes}")
@@ -227,7 +230,7 @@ def up(
     try:
         client = client or ensure_engine()
         images = images or prepare_images(client, vm_image)
-        vms = _start_and_boot(client, images, run_id, ports, key, boot_timeout)
+        vms = _start_and_boot(client, images, run_id, ports, key, boot_timeout, docker_storage_size)
     except KeyboardInterrupt:
         progress(f"localcloud: interrupted; removing run {run_id}")
         if client is not None:
@@ -246,14 +249,21 @@ def up(
 
 
 def _start_and_boot(
-    client: docker.DockerClient, images: CloudImages, run_id: str, ports: list[int], key: Path, boot_timeout: float
+    client: docker.DockerClient,
+    images: CloudImages,
+    run_id: str,
+    ports: list[int],
+    key: Path,
+    boot_timeout: float,
+    docker_storage_size: str | None = None,
 ) -> list[Machine]:
     apt_cache = apt_cache_address(client)
     progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
     progress(f"localcloud: VM image {images.vm_image} ({images.vm})")
     # All containers first, then all waits: the VMs boot in parallel.
     names = [
-        start_vm(client, images.vm, run_id, node_name(i), port, images.vm_image) for i, port in enumerate(ports, 1)
+        start_vm(client, images.vm, run_id, node_name(i), port, images.vm_image, docker_storage_size)
+        for i, port in enumerate(ports, 1)
     ]
     public_key = key.with_suffix(".pub").read_text().strip()
     for name in names:
@@ -298,13 +308,25 @@ def vm_run_options() -> dict:
 
 
 def start_vm(
-    client: docker.DockerClient, image: str, run_id: str, node: str, ssh_port: int, vm_image: str = ""
+    client: docker.DockerClient,
+    image: str,
+    run_id: str,
+    node: str,
+    ssh_port: int,
+    vm_image: str = "",
+    docker_storage_size: str | None = None,
 ) -> str:
     name = vm_name(run_id, node)
     labels = project_labels("vm", **{RUN_LABEL: run_id, NODE_LABEL: node, VM_IMAGE_LABEL: vm_image})
     # Created before the container and labelled, so `down` finds it even when
     # the run dies between the two calls.
-    volume = client.volumes.create(f"{name}-docker", labels=project_labels("vm-docker", **{RUN_LABEL: run_id}))
+    # A size makes it a tmpfs: the engine mounts it, so no extra privilege is needed.
+    storage = {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": f"size={docker_storage_size}"}}
+    volume = client.volumes.create(
+        f"{name}-docker",
+        labels=project_labels("vm-docker", **{RUN_LABEL: run_id}),
+        **(storage if docker_storage_size else {}),
+    )
     try:
         client.containers.run(
             image,
