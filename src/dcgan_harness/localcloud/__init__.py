@@ -6,6 +6,7 @@ One module per part, found by its name:
                  services, and the registry mirror the VMs pull through
   vms.py         VMs: containers with systemd, sshd and nested Docker; their
                  keys, inventory and removal
+  aptcache.py    the apt cache (apt-cacher-ng) every VM's apt goes through
   gitserver.py   an application folder served as a git repository (for GitHub)
   controller.py  the sandbox a grader runs a student's ansible-playbook in
   command.py     `dcgan-harness cloud up|status|down|serve`
