@@ -66,6 +66,12 @@ def test_a_submission_without_configure_yaml_is_graded_with_the_reason(tmp_path)
     assert found["heidi"].playbook is None and "cannot be opened" in found["heidi"].problem
 
 
+def test_a_configure_yaml_named_directly_takes_its_folders_name(tmp_path):
+    (tmp_path / "ivan").mkdir()
+    (tmp_path / "ivan" / "configure.yaml").write_bytes(PLAYBOOK)
+    assert [s.name for s in discover([tmp_path / "ivan" / "configure.yaml"])] == ["ivan"]
+
+
 def test_names_stay_unique(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

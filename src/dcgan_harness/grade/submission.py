@@ -35,8 +35,11 @@ class Submission:
 
 
 def name_of(path: Path) -> str:
-    """The file's stem, the folder's name, the archive's name without its suffixes."""
-    name = path.name
+    """The file's stem, the folder's name, the archive's name without its suffixes.
+
+    A file named configure.yaml takes its folder's name: every student's has that stem.
+    """
+    name = path.resolve().parent.name if path.name == PLAYBOOK_NAME and path.is_file() else path.name
     for suffix in ARCHIVE_SUFFIXES + PLAYBOOK_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
