@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -53,6 +54,8 @@ def measure(jobs_options=JOBS) -> dict:
                 seconds = time.monotonic() - started
                 figures["runs"].append({
                     "jobs": jobs,
+                    # Other work on the machine slows grading; the figure says how much there was.
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                     "seconds": round(seconds, 1),
                     "per_hour": round(len(results) * 3600 / seconds, 1),
                     "scores": {r.name: r.score for r in results},
@@ -65,9 +68,9 @@ def measure(jobs_options=JOBS) -> dict:
 def print_table(figures: dict) -> None:
     print(f"grading {figures['submissions']} test submissions, {figures['mode']} mode, on {figures['cpu']}")
     print(f"setup (images, controller image, served app): {figures['setup_seconds']:.1f} s")
-    print(f"{'jobs':>4}  {'seconds':>8}  {'per hour':>8}  target >= {TARGET_PER_HOUR}")
+    print(f"{'jobs':>4}  {'seconds':>8}  {'per hour':>8}  {'load':>5}  target >= {TARGET_PER_HOUR} per hour")
     for run in figures["runs"]:
-        print(f"{run['jobs']:>4}  {run['seconds']:>8.1f}  {run['per_hour']:>8.1f}")
+        print(f"{run['jobs']:>4}  {run['seconds']:>8.1f}  {run['per_hour']:>8.1f}  {run['load_average_1min_at_end']:>5.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
