@@ -22,7 +22,7 @@ from pathlib import Path
 from . import report
 
 from . import bench_floor
-from .localcloud import LocalCloudError
+from .localcloud import LocalCloudError, down, up
 from .localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, REPO_ROOT, RunOptions, open_session
 from .mnist import MnistError
 
@@ -48,7 +48,15 @@ def measure(results_dir: Path) -> dict:
         second = session.deploy()
         second_total = time.monotonic() - second_started
         vm, key = session.cloud.vms[0], session.cloud.key
-        floor = bench_floor.measure_floors(vm, key, session.options.batch_size, FAST_EXTRA_ARGS)
+        # The second VM of the run, as a grader's next job would get it: its apt
+        # finds what the first one's fetched in the cache.
+        sibling = up(1, run_id=f"{session.cloud.run_id}-floor", vm_image=session.cloud.vm_image)
+        try:
+            floor = bench_floor.measure_floors(
+                vm, key, session.options.batch_size, FAST_EXTRA_ARGS, fresh_vm=(sibling.vms[0], sibling.key)
+            )
+        finally:
+            down(sibling.run_id)
         runtime = bench_floor.runtime_image_size(vm, key)
     finally:
         session.close()
