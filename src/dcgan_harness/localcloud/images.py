@@ -582,6 +582,11 @@ COPY wheels/ /wheels/
 RUN pip install --no-cache-dir --break-system-packages --no-index --find-links /wheels \\
       "{torch}" {extras} \\
  && pip install --no-cache-dir --break-system-packages --no-index --no-deps /wheels/{torchvision_wheel}
+# torch's C++ test programs, headers and protoc: nothing a training run opens,
+# and about 190 MB less for every VM's engine to pull and unpack.
+RUN cd /usr/local/lib/python3.11/dist-packages/torch \\
+ && rm -rf test include \\
+ && find bin -type f ! -name torch_shm_manager -delete
 
 FROM {base}
 ARG DEBIAN_FRONTEND=noninteractive
