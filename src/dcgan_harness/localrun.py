@@ -102,9 +102,11 @@ class LocalSession:
             "dcgan_results_dir": str(self.options.results_dir),
             "dcgan_batch_size": self.options.batch_size,
             "dcgan_ranks_per_vm": self.options.ranks_per_vm,
-            # Short polls: local runs are watched by people and tests alike.
-            "dcgan_build_poll": 5,
-            "dcgan_run_poll": 5,
+            # Short polls: local runs are watched by people and tests alike, and
+            # a build or training run ends on average half a poll before Ansible
+            # sees it. A poll is one round trip on the multiplexed SSH connection.
+            "dcgan_build_poll": 1,
+            "dcgan_run_poll": 1,
         }
         values.update(overrides)
         return values
