@@ -7,6 +7,7 @@ import yaml
 
 from dcgan_harness import bench, bench_floor
 from dcgan_harness.localrun import FAST_EXTRA_ARGS
+from dcgan_harness.playbook_run import phase_of
 
 
 def play_vars(repo_root) -> dict:
@@ -59,3 +60,14 @@ def test_table_shows_playbook_bare_and_ratio_side_by_side():
     assert "7% of the first run" in table and "Test CPU" in table and "load average 1.5" in table
     assert "fast run, total" in table and "target <= 60 s  NOT met" in table
     assert "1.17 GB unpacked, 4 layers" in table
+
+
+def test_install_phase_holds_the_install_tasks_and_no_connection_setup(repo_root):
+    tasks = yaml.safe_load((repo_root / "configure.yaml").read_text())[0]["tasks"]
+    names = [task["name"] for task in tasks]
+    names += [inner["name"] for task in tasks for part in ("block", "always") for inner in task.get(part, [])]
+    phases = {name: phase_of(name) for name in names}
+    assert phases["Wait until the VM answers over SSH"] == "connect"
+    install = {name for name, phase in phases.items() if phase == "install"}
+    assert any("apt" in name for name in install)
+    assert not any("SSH" in name or "facts" in name for name in install), install
