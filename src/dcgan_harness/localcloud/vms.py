@@ -387,9 +387,12 @@ def wait_for_boot(client: docker.DockerClient, name: str, timeout: float = BOOT_
 
 
 def _boot_state(container, name: str) -> str:
-    code, pid1 = _exec(container, ["cat", "/proc/1/comm"])
-    if code == 0 and pid1 and pid1 != "systemd":
-        raise LocalCloudError(f"VM {name}: PID 1 is {pid1}, not systemd; the VM image must start /sbin/init")
+    # The program, not /proc/1/comm: started as /sbin/init, systemd is named
+    # "init" there until it renames itself, which a loaded machine can catch.
+    code, pid1 = _exec(container, ["readlink", "/proc/1/exe"])
+    program = pid1.rsplit("/", 1)[-1]
+    if code == 0 and program and program != "systemd":
+        raise LocalCloudError(f"VM {name}: PID 1 is {program}, not systemd; the VM image must start /sbin/init")
     _, state = _exec(container, ["systemctl", "is-system-running"])
     # Before dbus is up systemctl prints a connection error, not a state.
     return state.splitlines()[-1] if state else "unknown"
