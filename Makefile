@@ -27,7 +27,7 @@ help:
 	@echo "make e2e-full  the course's exact configuration on a local VM (79 iterations)"
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
 	@echo "make run-fast  the same with 256 images and a narrow DCGAN (the CI configuration)"
-	@echo "make bench   time each phase of a fast run and a second, idempotent run"
+	@echo "make bench   time each phase of a fast run and a rerun, beside the bare apt-get/docker equivalents"
 	@echo "make bench-scale  the fast run on 1 and 2 VMs: epoch time and all-reduce cost per iteration"
 	@echo "make report  report.md, report.json and losses.png for resultados/ (RESULTS=folder)"
 	@echo "make grade SUBMISSIONS=\"...\"  grade students' configure.yaml, sandboxed (GRADE_ARGS=\"--jobs 2\")"
