@@ -28,7 +28,7 @@ from dcgan_harness.localcloud.engine import LocalCloudError
 
 START_TIMEOUT_S = 120  # image checks + container start; images are built by the vm_image fixture
 HANG_UNIT = "localcloud-test-hang.service"
-INTERRUPTED_LINE = "interrupted; `python -m dcgan_harness.localcloud down` removes whatever was left"
+INTERRUPTED_LINE = "interrupted; `dcgan-harness cloud down` removes whatever was left"
 
 
 @pytest.fixture(autouse=True)
