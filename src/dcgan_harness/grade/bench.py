@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from ..bench_floor import cpu_model
 from ..localcloud import LocalCloudError, down, progress
 from ..localrun import OFFLINE_APP, REPO_ROOT, default_mnist_dir
 from .pipeline import grade_class, start_grading
@@ -26,16 +26,6 @@ TEST_CLASS = REPO_ROOT / "tests" / "grade" / "submissions"
 LEFT_OUT = ("never-ends",)
 JOBS = (1, 2)
 TARGET_PER_HOUR = 40
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure(jobs_options=JOBS) -> dict:
