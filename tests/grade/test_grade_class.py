@@ -20,6 +20,7 @@ from dcgan_harness.localcloud import RUN_LABEL
 from grade_helpers import GRADING_ID, HOSTILE_MARKERS, NEVER_ENDS, NEVER_ENDS_TIMEOUT_S, SUBMISSIONS, start_grader, wait_for_line
 
 RUBRIC = load_rubric()
+RUBRIC_TOTAL = sum(rule.points for rule in RUBRIC.checks)
 STEPS = ("install", "clone", "build", "run", "fetch")
 # The steps each test submission must pass; every other step must fail.
 EXPECTED_PASSES = {
@@ -171,8 +172,6 @@ def test_the_class_table_is_printed(graded):
     assert header == ["submission", *CHECK_IDS, "score", "seconds"]
     assert any(line.startswith("course-style ") and f"{RUBRIC_TOTAL:g}/{RUBRIC_TOTAL:g}" in line for line in graded.stdout.splitlines())
 
-
-RUBRIC_TOTAL = sum(rule.points for rule in RUBRIC.checks)
 
 
 def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, canary):

@@ -106,7 +106,7 @@ class JUnitXml:
         return self.serialise(root)
 
     def suite(self, result: SubmissionResult) -> ET.Element:
-        failures = sum(1 for c in result.checks if c.outcome != PASSED and c.outcome != ERROR)
+        failures = sum(1 for c in result.checks if c.outcome not in (PASSED, ERROR))
         errors = sum(1 for c in result.checks if c.outcome == ERROR)
         suite = ET.Element(
             "testsuite",
