@@ -202,6 +202,12 @@ def test_first_failure_skips_ignored_errors_and_names_the_task():
     assert first_failure("TASK [a] ****\nok: [compute01]\n") == ""
 
 
+def test_first_failure_of_a_command_quotes_what_the_command_said_last():
+    detail = {"msg": "non-zero return code", "rc": 1, "stdout": "", "stderr": "Step 1/3 : FROM x\nno such host\n"}
+    log = f"TASK [Build the image] ****\nfatal: [compute01]: FAILED! => {json.dumps(detail)}\n"
+    assert first_failure(log) == "task 'Build the image': non-zero return code (exit 1): no such host"
+
+
 def test_upstream_urls_are_redirected_to_the_served_copy_in_every_spelling():
     config = upstream_redirect("git://172.17.0.3/Distributed-DCGAN.git")
     assert config.startswith('[url "git://172.17.0.3/"]\n')

@@ -202,3 +202,36 @@ def test_down_removes_the_vm_and_its_volume(cloud, docker_client):
     assert docker_client.containers.list(all=True, filters=run_filter) == []
     assert docker_client.volumes.list(filters=run_filter) == []
     assert not vms.state_dir(cloud.run_id).exists()
+
+
+@pytest.mark.localcloud
+def test_up_with_prepared_images_restarts_a_mirror_stopped_since(docker_client):
+    """The grader prepares images once; another run's `down` may stop the mirror before the next VM starts."""
+    prepared = images.prepare_images(docker_client)
+    docker_client.containers.get(images.REGISTRY_NAME).remove(force=True)
+    run_id = "t" + vms.new_run_id()
+    try:
+        cloud = vms.up(nodes=1, run_id=run_id, client=docker_client, images=prepared)
+        mirror = images.registry_for(docker_client)
+        probe = f"import urllib.request; print(urllib.request.urlopen('{mirror.url_for_vms}/v2/{images.REGISTRY_RUNTIME_REPO}/tags/list').read().decode())"
+        result = ssh(cloud, f'python3 -c "{probe}"')
+        assert result.returncode == 0, result.stderr
+        assert '"latest"' in result.stdout
+    finally:
+        vms.down(run_id, client=docker_client)
+
+
+@pytest.mark.localcloud
+def test_down_keeps_the_mirror_while_another_runs_git_server_serves(docker_client, tmp_path):
+    """One VM after another under one served app (the grader): the mirror must outlive each VM."""
+    (tmp_path / "Dockerfile").write_text("FROM dcgan-runtime:latest\n")
+    (tmp_path / "dist_dcgan.py").write_text("print('hi')\n")
+    serving, passing = "t" + vms.new_run_id(), "t" + vms.new_run_id()
+    try:
+        gitserver.serve_app(tmp_path, serving, client=docker_client)
+        vms.up(nodes=1, run_id=passing, client=docker_client)
+        vms.down(passing, client=docker_client)
+        assert docker_client.containers.get(images.REGISTRY_NAME).status == "running"
+    finally:
+        vms.down(passing, client=docker_client)
+        vms.down(serving, client=docker_client)

@@ -153,7 +153,22 @@ def _ignored(lines: list[str], number: int) -> bool:
 
 def _message_of(detail: str) -> str:
     try:
-        message = json.loads(detail).get("msg", detail)
+        result = json.loads(detail)
+        message = str(result.get("msg", detail))
     except (ValueError, AttributeError):
-        message = detail
-    return " ".join(str(message).split())[:300]
+        return _one_line(detail)
+    # "non-zero return code" alone tells a student nothing; the command's own
+    # last words usually name the cause.
+    said = _last_line(result.get("stderr")) or _last_line(result.get("stdout"))
+    if "rc" in result and said:
+        message = f"{message} (exit {result['rc']}): {said}"
+    return _one_line(message)
+
+
+def _last_line(text) -> str:
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]

@@ -869,6 +869,35 @@ def publish_runtime(client: docker.DockerClient, registry: Registry) -> None:
     progress(f"images: pushed in {time.monotonic() - started:.0f}s")
 
 
+def mirror_holds_runtime(registry: Registry) -> bool:
+    """Whether the mirror answers and serves the runtime under the name VMs ask for."""
+    request = urllib.request.Request(
+        f"http://{registry.push_address}/v2/{REGISTRY_RUNTIME_REPO}/manifests/latest",
+        method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@one_line_errors
+def ensure_mirror(client: docker.DockerClient) -> Registry:
+    """The mirror running and holding the runtime, for an `up` given images prepared earlier.
+
+    Another run's `down` stops the mirror when it sees no VM left, for
+    instance between two graded submissions; a VM started after that would
+    pull the runtime from Docker Hub and fail offline.
+    """
+    registry = ensure_registry(client)
+    if not mirror_holds_runtime(registry):
+        publish_runtime(client, registry)
+    return registry
+
+
 @dataclass(frozen=True)
 class CloudImages:
     vm: str

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from .images import (
     REGISTRY_VOLUME,
     ROLE_LABEL,
     CloudImages,
+    ensure_mirror,
     prepare_images,
     project_labels,
     project_root,
@@ -212,6 +214,7 @@ def up(
     images: CloudImages | None = None,
     vm_image: str | None = None,
     docker_storage_size: str | None = None,
+    authorized_keys: Sequence[str] = (),
 ) -> Cloud:
     """Start N VMs, wait until each answers SSH, write their inventory.
 
@@ -220,6 +223,9 @@ def up(
     (default $DCGAN_VM_IMAGE, else bookworm).
     docker_storage_size: a size such as "512m" makes each VM's /var/lib/docker
     a memory-backed volume of that size, a small disk for the disk-space tests.
+    authorized_keys: public keys (OpenSSH one-line form) that `ubuntu` accepts
+    besides the run's own, as a cloud VM accepts its key pair's: the offline
+    AWS journey logs in with the key imported into its moto key pair.
     """
     if nodes < 1:
         raise LocalCloudError(f"--nodes must be at least 1, not {nodes}")
@@ -229,8 +235,11 @@ def up(
     key = ensure_ssh_key(state_dir(run_id), comment=f"dcgan-localcloud-{run_id}")
     try:
         client = client or ensure_engine()
-        images = images or prepare_images(client, vm_image)
-        vms = _start_and_boot(client, images, run_id, ports, key, boot_timeout, docker_storage_size)
+        if images is None:
+            images = prepare_images(client, vm_image)
+        else:
+            ensure_mirror(client)
+        vms = _start_and_boot(client, images, run_id, ports, key, boot_timeout, docker_storage_size, authorized_keys)
     except KeyboardInterrupt:
         progress(f"localcloud: interrupted; removing run {run_id}")
         if client is not None:
@@ -256,6 +265,7 @@ def _start_and_boot(
     key: Path,
     boot_timeout: float,
     docker_storage_size: str | None = None,
+    authorized_keys: Sequence[str] = (),
 ) -> list[Machine]:
     apt_cache = apt_cache_address(client)
     progress(f"localcloud: starting {len(ports)} VM(s) for run {run_id}")
@@ -265,7 +275,8 @@ def _start_and_boot(
         start_vm(client, images.vm, run_id, node_name(i), port, images.vm_image, docker_storage_size)
         for i, port in enumerate(ports, 1)
     ]
-    public_key = key.with_suffix(".pub").read_text().strip()
+    # The run's key stays first: up's own SSH check below logs in with it.
+    public_key = "\n".join([key.with_suffix(".pub").read_text().strip(), *(k.strip() for k in authorized_keys)])
     for name in names:
         wait_for_boot(client, name, boot_timeout)
         install_public_key(client, name, public_key)
@@ -408,7 +419,7 @@ def _report_boot(container, name: str, state: str, seconds: float) -> None:
 
 
 def install_public_key(client: docker.DockerClient, name: str, public_key: str) -> None:
-    """Authorise the run's key for `ubuntu`, as a cloud does from its key pair."""
+    """Authorise the run's key (one line per key) for `ubuntu`, as a cloud does from its key pair."""
     script = (
         'umask 077 && printf "%s\\n" "$KEY" > /home/ubuntu/.ssh/authorized_keys '
         "&& chown -R ubuntu:ubuntu /home/ubuntu/.ssh"
@@ -512,10 +523,19 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
             _remove_volume(volume)
             removed.append(volume.name)
     _remove_state(run_id)
-    if not client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=vm"}) and not _runs_in_progress():
+    if not _runs_using_shared_services(client) and not _runs_in_progress():
         removed += _stop_registry(client)
         removed += aptcache.stop_apt_cache(client)
     return removed
+
+
+def _runs_using_shared_services(client: docker.DockerClient) -> list[str]:
+    # A run's git server outlives its VMs when the run starts them one after
+    # another (the grader, one VM per submission): the mirror stays for it.
+    users = []
+    for role in ("vm", "git"):
+        users += [c.name for c in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={role}"})]
+    return users
 
 
 @one_line_errors
