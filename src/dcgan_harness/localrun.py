@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mnist, report
+from .interrupts import sigterm_as_ctrl_c
 from .localcloud import (
     Cloud,
     LocalCloudError,
@@ -137,7 +137,7 @@ def upstream_reachable(timeout: float = UPSTREAM_PROBE_TIMEOUT_S) -> bool:
     try:
         probe = subprocess.run(
             ["git", "ls-remote", "--exit-code", UPSTREAM_URL, "HEAD"],
-            capture_output=True, timeout=timeout, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"),
+            check=False, capture_output=True, timeout=timeout, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"),
         )
     except (subprocess.TimeoutExpired, FileNotFoundError):
         return False
@@ -269,14 +269,13 @@ def write_run_report(results_dir: Path) -> None:
     progress(f"localrun: report in {results_dir / report.REPORT_MD}")
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    # CI cancels with SIGTERM: handled like Ctrl-C, so the VMs are removed.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with sigterm_as_ctrl_c():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
         session = open_session(options)

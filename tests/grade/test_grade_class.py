@@ -173,9 +173,9 @@ def test_the_class_table_is_printed(graded):
     assert any(line.startswith("course-style ") and f"{RUBRIC_TOTAL:g}/{RUBRIC_TOTAL:g}" in line for line in graded.stdout.splitlines())
 
 
-
-def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, canary):
-    """SIGINT while a playbook runs: exit 130, nothing of the run left behind."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, canary, signum):
+    """Ctrl-C, or CI's SIGTERM, while a playbook runs: exit 130, nothing of the run left behind."""
     secret, home = canary
     process = start_grader(["--timeout", "600", str(SUBMISSIONS / f"{NEVER_ENDS}.yaml")], home, secret, tmp_path / "out")
     client = docker.from_env()
@@ -186,7 +186,7 @@ def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, can
             assert time.monotonic() < deadline, "no controller container started within 300s"
             assert process.poll() is None, process.stderr.read()
             time.sleep(1)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         assert process.wait(timeout=120) == 130
     finally:
         if process.poll() is None:

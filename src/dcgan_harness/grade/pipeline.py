@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import mnist
+from ..interrupts import sigterm_as_ctrl_c
 from ..localcloud import down, ensure_engine, prepare_images, progress, serve_app
 from ..localcloud.controller import ensure_controller_image
 from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, write_atomically
@@ -112,10 +112,14 @@ def _announce(work: SubmissionWork, stage) -> None:
 
 
 def grade_class(run: GradingRun, submissions: list[Submission], jobs: int) -> list[SubmissionResult]:
-    """Grade every submission, `jobs` at a time, each on its own VM; Ctrl-C removes them all."""
+    """Grade every submission, `jobs` at a time, each on its own VM; Ctrl-C or SIGTERM removes them all."""
+    with sigterm_as_ctrl_c():
+        return _grade_in_pool(run, submissions, jobs)
+
+
+def _grade_in_pool(run: GradingRun, submissions: list[Submission], jobs: int) -> list[SubmissionResult]:
     results: dict[str, SubmissionResult] = {}
     total = len(submissions)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
     try:
         futures = {
@@ -136,8 +140,6 @@ def grade_class(run: GradingRun, submissions: list[Submission], jobs: int) -> li
         progress("grade: interrupted; removing every VM and controller of this grading run")
         remove_everything(run)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     pool.shutdown(wait=True)
     return [results[s.name] for s in submissions if s.name in results]
 
@@ -162,7 +164,3 @@ def write_class_files(run: GradingRun, results: list[SubmissionResult]) -> None:
     write_atomically(run.out_dir / GradesCsv.filename, GradesCsv().render(results, check_ids))
     write_atomically(run.out_dir / JUnitXml.filename, JUnitXml().render(results))
     print(ClassTable().render(results, check_ids))
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

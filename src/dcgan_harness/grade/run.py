@@ -23,7 +23,7 @@ from ..localcloud.controller import (
     run_sandboxed,
 )
 from ..localcloud.engine import progress
-from ..localcloud.vms import _exec
+from ..localcloud.vms import exec_in
 from .work import GradingRun, SubmissionWork
 
 UPSTREAM_PREFIXES = (
@@ -65,7 +65,7 @@ def upstream_redirect(served_url: str) -> str:
 
 def redirect_upstream_on(client, vm_name: str, served_url: str) -> None:
     container = client.containers.get(vm_name)
-    code, output = _exec(
+    code, output = exec_in(
         container,
         ["sh", "-c", 'printf "%s" "$GITCONFIG" > /etc/gitconfig && chmod 644 /etc/gitconfig'],
         environment={"GITCONFIG": upstream_redirect(served_url)},

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
+from ..interrupts import sigterm_as_ctrl_c
 from .engine import LocalCloudError, progress
 from .gitserver import serve_app
 from .images import DEFAULT_VM_IMAGE, VM_IMAGE_ENV, VM_IMAGES
@@ -96,20 +96,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """CLI entry point; errors become one line on stderr and exit status 2."""
     args = build_parser(prog).parse_args(argv)
-    # CI cancels jobs with SIGTERM: treat it like Ctrl-C, so `up` removes its half-made run.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # `up` removes its half-made run on Ctrl-C and on CI's SIGTERM alike.
     try:
-        return args.handler(args)
+        with sigterm_as_ctrl_c():
+            return args.handler(args)
     except LocalCloudError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 

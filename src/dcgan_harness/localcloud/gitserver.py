@@ -15,7 +15,7 @@ import docker.errors
 
 from .engine import LocalCloudError, ensure_engine, one_line_errors, progress
 from .images import GIT_DAEMON_PORT, ensure_services_image, project_labels, tar_folder
-from .vms import RUN_LABEL, _exec, check_run_id
+from .vms import RUN_LABEL, check_run_id, exec_in
 
 GIT_PREFIX = "dcgan-git"
 # Deterministic identity and date: the same folder always gives the same commit.
@@ -91,7 +91,7 @@ def serve_app(
         bare = Path(tmp) / f"{name}.git"
         commit = commit_folder(app_dir, bare)
         server = ensure_git_server(client, run_id)
-        _exec(server, ["rm", "-rf", f"/srv/git/{name}.git"])
+        exec_in(server, ["rm", "-rf", f"/srv/git/{name}.git"])
         server.put_archive("/srv", tar_folder(bare, f"git/{name}.git"))
     server.reload()
     url = f"git://{server.attrs['NetworkSettings']['IPAddress']}/{name}.git"
@@ -132,7 +132,7 @@ def _check_served(server, name: str, commit: str, timeout: float = 10.0) -> None
     deadline = time.monotonic() + timeout
     output = ""
     while time.monotonic() < deadline:
-        code, output = _exec(server, ["git", "ls-remote", f"git://127.0.0.1/{name}.git", "HEAD"])
+        code, output = exec_in(server, ["git", "ls-remote", f"git://127.0.0.1/{name}.git", "HEAD"])
         if code == 0 and output.startswith(commit):
             return
         time.sleep(0.3)

@@ -25,9 +25,15 @@ import docker
 import docker.errors
 import yaml
 
-from . import aptcache
-from .engine import LocalCloudError, ensure_engine, one_line_errors, progress, try_connect
 from ..keys import too_open_mode
+from . import aptcache
+from .engine import (
+    LocalCloudError,
+    ensure_engine,
+    one_line_errors,
+    progress,
+    try_connect,
+)
 from .images import (
     PROJECT_LABEL,
     PROJECT_VALUE,
@@ -366,7 +372,8 @@ def start_vm(
     return name
 
 
-def _exec(container, command: list[str], **kwargs) -> tuple[int, str]:
+def exec_in(container, command: list[str], **kwargs) -> tuple[int, str]:
+    """Run a command in a local-cloud container: exit status and output, or a one-line error."""
     try:
         code, output = container.exec_run(command, **kwargs)
     except docker.errors.APIError as error:
@@ -400,18 +407,18 @@ def wait_for_boot(client: docker.DockerClient, name: str, timeout: float = BOOT_
 def _boot_state(container, name: str) -> str:
     # The program, not /proc/1/comm: started as /sbin/init, systemd is named
     # "init" there until it renames itself, which a loaded machine can catch.
-    code, pid1 = _exec(container, ["readlink", "/proc/1/exe"])
+    code, pid1 = exec_in(container, ["readlink", "/proc/1/exe"])
     program = pid1.rsplit("/", 1)[-1]
     if code == 0 and program and program != "systemd":
         raise LocalCloudError(f"VM {name}: PID 1 is {program}, not systemd; the VM image must start /sbin/init")
-    _, state = _exec(container, ["systemctl", "is-system-running"])
+    _, state = exec_in(container, ["systemctl", "is-system-running"])
     # Before dbus is up systemctl prints a connection error, not a state.
     return state.splitlines()[-1] if state else "unknown"
 
 
 def _report_boot(container, name: str, state: str, seconds: float) -> None:
     if state == "degraded":
-        _, failed = _exec(container, ["systemctl", "list-units", "--failed", "--plain", "--no-legend"])
+        _, failed = exec_in(container, ["systemctl", "list-units", "--failed", "--plain", "--no-legend"])
         units = " ".join(line.split()[0] for line in failed.splitlines() if line.strip())
         progress(f"localcloud: {name} booted in {seconds:.0f}s, degraded (failed units: {units or '?'})")
     else:
@@ -424,7 +431,7 @@ def install_public_key(client: docker.DockerClient, name: str, public_key: str) 
         'umask 077 && printf "%s\\n" "$KEY" > /home/ubuntu/.ssh/authorized_keys '
         "&& chown -R ubuntu:ubuntu /home/ubuntu/.ssh"
     )
-    code, output = _exec(client.containers.get(name), ["sh", "-c", script], environment={"KEY": public_key})
+    code, output = exec_in(client.containers.get(name), ["sh", "-c", script], environment={"KEY": public_key})
     if code != 0:
         raise LocalCloudError(f"installing the SSH key in VM {name} failed: {output[:160]}")
 
