@@ -6,10 +6,17 @@
    fails naming exit status 137, and the partial output.txt is fetched;
 3. every SSH session to the VM is killed and sshd restarted while the
    training is being polled: the play reconnects, finishes and fetches a
-   complete output.txt.
+   complete output.txt;
+4. the VM reboots mid-training: the play fails naming the reboot, and a rerun
+   trains again (no finished marker) on the image that survived on disk;
+5. the Docker engine restarts mid-build: the play fails naming the restart,
+   and a rerun builds and trains;
+6. the disk fills mid-build (on a VM of its own, whose Docker storage is
+   3 GB): the play fails naming no space left, and once the space is freed a
+   rerun completes.
 
 The training runs on 1024 MNIST images (8 iterations), long enough to hit it
-mid-way. `down` is called with this module's run id only.
+mid-way. `down` is called with this module's run ids only.
 """
 
 from __future__ import annotations
@@ -38,6 +45,22 @@ pkill -KILL -f '^sshd: ubuntu'
 [ "$caught" -eq 0 ]
 """
 APT_TASK = "Refresh the apt cache and install Docker, its Python SDK and git"
+BUILD_TASK = "Build the DCGAN image from the clone"
+TRAIN_TASK = "Train the DCGAN with its standard output going to output.txt"
+# The async build module as it runs on the VM (from its AnsiballZ file).
+BUILD_MODULE = "AnsiballZ_docker_image"
+# Every image on the VM goes, so that the next build pulls its base image again
+# (about 25 s here): long enough to be hurt mid-way.
+DROP_IMAGES = "docker image ls --all --quiet | xargs -r docker image rm --force"
+SMALL_DOCKER_STORAGE = "3g"
+# Preflight need in the disk test: under the 3 GB the small VM has free before
+# the build, so the check passes and the disk fills during the build instead.
+LOWERED_NEED_GB = 2
+# All but 300 MB of Docker's storage in one file, written at once (fallocate).
+FILL_DOCKER_STORAGE = """
+free=$(df -B1 --output=avail /var/lib/docker | tail -n 1)
+fallocate -l $((free - 300000000)) /var/lib/docker/ballast
+"""
 
 # Holds apt's and dpkg's locks the way apt itself does (fcntl), then lets go.
 HOLD_DPKG_LOCK = f"""
@@ -53,13 +76,12 @@ open("/run/dpkg-lock-released", "w").write(str(time.time()))
 """
 
 
-@pytest.fixture(scope="module")
-def faulty(docker_client, tmp_path_factory):
-    """A fresh VM with the offline app served; configure.yaml has not run on it yet."""
-    run_id = "p" + vms.new_run_id()
+def fresh_vm(docker_client, tmp_path_factory, prefix: str, **up_options):
+    """A fresh VM with the offline app served, configure.yaml not run on it yet; removed afterwards."""
+    run_id = prefix + vms.new_run_id()
     work = tmp_path_factory.mktemp("playbook-faults")
     try:
-        cloud = vms.up(nodes=1, run_id=run_id, client=docker_client)
+        cloud = vms.up(nodes=1, run_id=run_id, client=docker_client, **up_options)
         served = serve_app(OFFLINE_APP, run_id)
         options = RunOptions(
             app="offline", mnist_limit=MNIST_LIMIT, extra_args=FAST_EXTRA_ARGS, results_dir=work / "resultados"
@@ -68,6 +90,18 @@ def faulty(docker_client, tmp_path_factory):
         yield session, docker_client.containers.get(cloud.vms[0].name)
     finally:
         vms.down(run_id, client=docker_client)
+
+
+@pytest.fixture(scope="module")
+def faulty(docker_client, tmp_path_factory):
+    """The VM that tests 1 to 5 share, in file order."""
+    yield from fresh_vm(docker_client, tmp_path_factory, "p")
+
+
+@pytest.fixture(scope="module")
+def small_disk(docker_client, tmp_path_factory):
+    """A VM whose /var/lib/docker is a 3 GB tmpfs."""
+    yield from fresh_vm(docker_client, tmp_path_factory, "q", docker_storage_size=SMALL_DOCKER_STORAGE)
 
 
 def in_vm(container, *command: str) -> tuple[int, bytes]:
@@ -88,6 +122,25 @@ def wait_for_iterations(container, at_least: int, timeout: float = 240) -> None:
                 return
         time.sleep(0.2)
     pytest.fail(f"the training showed no {at_least} iteration(s) within {timeout:.0f}s")
+
+
+def wait_for_build(container, timeout: float = 240) -> None:
+    """Until the play's image build runs on the VM."""
+    deadline = time.monotonic() + timeout
+    while in_vm(container, "pgrep", "-f", BUILD_MODULE)[0] != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no image build started within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def images_on_vm(container) -> str:
+    code, listed = in_vm(container, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+    assert code == 0, listed
+    return listed.decode()
+
+
+def iterations_in(path) -> int:
+    return len(parse_output_file(path).iterations)
 
 
 def failure_lines(result) -> str:
@@ -175,3 +228,117 @@ def test_ssh_sessions_killed_while_training_is_polled_the_play_still_completes(f
     assert check_complete(parse_output_file(session.output_file()), Expectations(iterations=ITERATIONS)) == []
     assert "Wait for the training job to finish on every VM" in result.output
 
+
+
+@pytest.mark.localcloud
+def test_vm_rebooted_mid_training_fails_naming_the_reboot_and_a_rerun_trains_again(faulty, tmp_path):
+    session, vm = faulty
+    # Polls 15 s apart (the playbook's default), so that the reboot, a few
+    # seconds here, ends before the next poll: the play then meets the VM up
+    # again, as it does on a cloud VM that reboots between two polls.
+    thread, outcome = start_training(session, dcgan_fresh_run=True, dcgan_run_poll=15, dcgan_results_dir=str(tmp_path))
+    wait_for_iterations(vm, 1)
+    # The VM image's stop signal is SIGRTMIN+3, so systemd shuts down in order,
+    # stopping Docker and its containers, as `reboot` does; /tmp and /run are
+    # emptied at boot, /var/lib/docker is a volume and survives, as a disk does.
+    vm.restart()
+    rebooted_at = time.monotonic()
+    thread.join(300)
+    # Before the job status moved to /tmp the poll waited out dcgan_run_async (2 h) here.
+    assert not thread.is_alive(), "the play was still waiting 300 s after the reboot"
+    assert time.monotonic() - rebooted_at < 90, "the play took longer than a few polls to see the reboot"
+    result = outcome["result"]
+
+    assert not result.ok
+    messages = failure_lines(result)
+    assert re.search(
+        r"fatal: \[compute01\]: FAILED!.*compute01 \(rank 0\) rebooted during the training: its job status in "
+        r"/tmp/dcgan-jobs-ubuntu, which every boot empties, is gone.*Run the playbook again: it trains anew\.",
+        messages,
+    ), messages
+    # What the training printed before the reboot is fetched.
+    assert 1 <= iterations_in(tmp_path / "compute01" / "output.txt") < ITERATIONS
+    # No finished marker survives the reboot, so the rerun trains again ...
+    code, markers = in_vm(vm, "sh", "-c", "ls -a /home/ubuntu/Distributed-DCGAN | grep -c '^.dcgan-trained-' || true")
+    assert markers.strip() == b"0", markers
+
+    rerun = session.deploy(echo=False)
+
+    assert rerun.ok, failure_lines(rerun)
+    assert TRAIN_TASK in rerun.changed_tasks, rerun.changed_tasks
+    # ... on the image that survived the reboot on disk: nothing is rebuilt.
+    assert BUILD_TASK not in rerun.changed_tasks, rerun.changed_tasks
+    assert check_complete(parse_output_file(session.output_file()), Expectations(iterations=ITERATIONS)) == []
+
+
+@pytest.mark.localcloud
+def test_docker_engine_restarted_mid_build_fails_naming_it_and_a_rerun_builds(faulty, tmp_path):
+    session, vm = faulty
+    code, out = in_vm(vm, "sh", "-c", DROP_IMAGES)
+    assert code == 0, out
+    thread, outcome = start_training(session, dcgan_results_dir=str(tmp_path))
+    wait_for_build(vm)
+    time.sleep(2)  # into the pull of the base image
+    code, out = in_vm(vm, "systemctl", "restart", "docker")
+    assert code == 0, out
+    thread.join(300)
+    assert not thread.is_alive(), "the play was still running 300 s later"
+    result = outcome["result"]
+
+    assert not result.ok
+    messages = failure_lines(result)
+    # A restart after the build would have let the play train and succeed.
+    assert re.search(
+        r"fatal: \[compute01\]: FAILED!.*The Docker engine on compute01 restarted during the image build, which broke "
+        r"it; run the playbook again: it starts the engine and the build over\. Nothing half-built is tagged\. "
+        r"Docker said: \S",
+        messages,
+    ), messages
+    assert f"TASK [{TRAIN_TASK}]" not in result.output
+    assert "dist_dcgan:" not in images_on_vm(vm)
+
+    rerun = session.deploy(echo=False)
+
+    assert rerun.ok, failure_lines(rerun)
+    assert BUILD_TASK in rerun.changed_tasks, rerun.changed_tasks
+    assert "dist_dcgan:latest" in images_on_vm(vm)
+    assert check_complete(parse_output_file(session.output_file()), Expectations(iterations=ITERATIONS)) == []
+
+
+@pytest.mark.localcloud
+def test_disk_filled_mid_build_fails_naming_no_space_and_a_rerun_completes_once_freed(small_disk, tmp_path):
+    session, vm = small_disk
+    thread, outcome = start_training(session, dcgan_build_min_free_gb=LOWERED_NEED_GB, dcgan_results_dir=str(tmp_path))
+    wait_for_build(vm)
+    # The preflight has passed; something else now takes all but 300 MB.
+    code, out = in_vm(vm, "sh", "-c", FILL_DOCKER_STORAGE)
+    assert code == 0, out
+    thread.join(300)
+    assert not thread.is_alive(), "the play was still running 300 s later"
+    result = outcome["result"]
+
+    assert not result.ok
+    messages = failure_lines(result)
+    match = re.search(
+        r"fatal: \[compute01\]: FAILED!.*The image build on compute01 ran out of disk space "
+        r"\(no space left on device\): "
+        rf"(?P<free>[0-9.]+) GB free in /var/lib/docker, {LOWERED_NEED_GB} GB needed \(dcgan_build_min_free_gb\); "
+        r"free space or grow the disk, then run the playbook again\. Nothing half-built is tagged\.",
+        messages,
+    )
+    assert match, messages
+    assert float(match["free"]) <= 0.4
+    assert f"TASK [{TRAIN_TASK}]" not in result.output
+    # Nothing half-written is kept: no image, and Docker's storage holds no more
+    # than the ballast and its own few files.
+    assert images_on_vm(vm).strip() == ""
+    code, used = in_vm(vm, "du", "-s", "-B1", "--exclude=ballast", "/var/lib/docker")
+    assert code == 0 and int(used.split()[0]) < 50_000_000, used
+
+    code, out = in_vm(vm, "rm", "/var/lib/docker/ballast")
+    assert code == 0, out
+    rerun = session.deploy(echo=False, dcgan_build_min_free_gb=LOWERED_NEED_GB)
+
+    assert rerun.ok, failure_lines(rerun)
+    assert "dist_dcgan:latest" in images_on_vm(vm)
+    assert check_complete(parse_output_file(session.output_file()), Expectations(iterations=ITERATIONS)) == []
