@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The MNIST test files; CI keeps them in ../shared/data/mnist.
 export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv lint unit compat aws aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade cloud-down test clean
+.PHONY: help venv lint unit compat aws journey aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -23,6 +23,8 @@ help:
 	@echo "make compat  syntax-check under ansible-core 2.15"
 	@echo "make aws     AWS provisioning tests against a local moto server"
 	@echo "make aws-up / aws-run / aws-down   create the EC2 VM, deploy to it, delete it"
+	@echo "             (AWS_ARGS=\"-e ...\" for provision.yaml, AWS_RUN_ARGS=\"-e ...\" for configure.yaml)"
+	@echo "make journey the AWS targets end to end offline: moto's instances backed by local VMs (needs Docker)"
 	@echo "make e2e     local cloud, infra and fast end-to-end layers (needs Docker; root starts it)"
 	@echo "make e2e-full  the course's exact configuration on a local VM (79 iterations)"
 	@echo "make run     configure.yaml on a fresh local VM -> resultados/compute01/output.txt"
@@ -68,6 +70,8 @@ aws: $(STAMP)
 # The AWS workflow reads its settings from vars.sh (see vars.sh.example).
 AWS_ENV = set -e; if [ -f vars.sh ]; then . ./vars.sh; fi;
 AWS_ARGS ?=
+# Extra options for configure.yaml in aws-run, e.g. AWS_RUN_ARGS="-e dcgan_epochs=2".
+AWS_RUN_ARGS ?=
 
 aws-up: $(STAMP)
 	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, provision.yaml $(AWS_ARGS)
@@ -76,10 +80,15 @@ aws-up: $(STAMP)
 # first with the same AWS_ARGS, so pass the ones given to aws-up again.
 aws-run: aws-up
 	$(AWS_ENV) $(BIN)/dcgan-harness aws preflight
-	$(AWS_ENV) $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK)
+	$(AWS_ENV) $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK) $(AWS_RUN_ARGS)
 
 aws-down: $(STAMP)
 	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, teardown.yaml
+
+# make aws-up, aws-run and aws-down in a copy of the repository, against moto,
+# each instance backed by a local VM.
+journey: $(STAMP)
+	$(PYTEST) tests/journey
 
 # The local cloud tests, the infra checks and the fast e2e share one VM session.
 e2e: $(STAMP)
@@ -122,7 +131,7 @@ grade-tests: $(STAMP)
 bench-grade: $(STAMP)
 	$(BIN)/python -m dcgan_harness.grade.bench --output bench-grade-results.json
 
-test: unit compat aws e2e grade-tests
+test: unit compat aws journey e2e grade-tests
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache

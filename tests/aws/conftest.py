@@ -3,15 +3,10 @@ dcgan_harness.aws against a moto server on 127.0.0.1; nothing leaves the host.""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from moto_cloud import UBUNTU_IMAGE, Cloud, free_port, moto_ready, new_cloud
+from moto_cloud import Cloud, moto_server, new_cloud
 
 
 def pytest_configure(config):
@@ -27,40 +22,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory):
-    """A moto server in its own process, so its MOTO_* settings apply from import on."""
-    workdir = tmp_path_factory.mktemp("moto")
-    amis = workdir / "amis.json"
-    amis.write_text(json.dumps([UBUNTU_IMAGE]))
-    log = (workdir / "moto.log").open("w")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(
-        os.environ,
-        MOTO_AMIS_PATH=str(amis),
-        MOTO_ENABLE_KEYPAIR_VALIDATION="true",
-        MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION="true",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not moto_ready(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto server did not start: {(workdir / 'moto.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.fixture

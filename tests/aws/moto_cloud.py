@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +72,47 @@ def moto_ready(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+class MotoServerError(Exception):
+    """The moto server did not come up; the message holds the end of its log."""
+
+
+@contextmanager
+def moto_server(workdir: Path) -> Iterator[str]:
+    """A moto server in its own process, so its MOTO_* settings apply from import on; yields its URL."""
+    amis = workdir / "amis.json"
+    amis.write_text(json.dumps([UBUNTU_IMAGE]))
+    log_path = workdir / "moto.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        MOTO_AMIS_PATH=str(amis),
+        MOTO_ENABLE_KEYPAIR_VALIDATION="true",
+        MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION="true",
+    )
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not moto_ready(url):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise MotoServerError(f"moto server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def base_env(moto_url: str) -> dict[str, str]:

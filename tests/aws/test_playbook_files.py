@@ -58,4 +58,7 @@ def test_provision_waits_for_ssh_unless_told_not_to():
     plays = load("provision.yaml")
     assert plays[0]["vars"]["wait_for_ssh"] is True
     (wait_play,) = [play for play in plays[1:] if play["hosts"] == "provisioned"]
-    assert ["ansible.builtin.wait_for_connection" in task for task in wait_play["tasks"]] == [True]
+    # One wait, whose failure is turned into the message that names host, user and key.
+    (guarded,) = wait_play["tasks"]
+    assert ["ansible.builtin.wait_for_connection" in task for task in guarded["block"]] == [True]
+    assert ["ansible.builtin.fail" in task for task in guarded["rescue"]] == [True]
