@@ -174,6 +174,20 @@ def kill_tree(pid: int) -> None:
             pass
 
 
+def run_to_completion(
+    command: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command to completion; on timeout it goes with every process it started."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @dataclass
 class Cloud:
     """One moto account seen the way the project sees AWS, plus the tools to drive it."""
@@ -192,22 +206,7 @@ class Cloud:
         )
 
     def run(self, *command: str, env: dict[str, str] | None = None, timeout: int = 180):
-        """Run a command to completion; on timeout it goes with every process it started."""
-        process = subprocess.Popen(
-            list(command),
-            cwd=REPO_ROOT,
-            env=env if env is not None else self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(process.pid)
-            process.communicate()
-            raise
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        return run_to_completion(list(command), env if env is not None else self.env, timeout, cwd=REPO_ROOT)
 
     def playbook(self, playbook: str, *extra: str, env: dict[str, str] | None = None):
         """Run a playbook the way the Makefile does, but never SSH to moto's made-up addresses.

@@ -29,7 +29,7 @@ AWS_TESTS = Path(__file__).resolve().parents[1] / "aws"
 if str(AWS_TESTS) not in sys.path:
     sys.path.insert(0, str(AWS_TESTS))
 
-from moto_cloud import BIN_DIR, PROJECT_FILTERS, REPO_ROOT, kill_tree
+from moto_cloud import BIN_DIR, PROJECT_FILTERS, REPO_ROOT, run_to_completion
 
 from dcgan_harness.grade.run import redirect_upstream_on
 from dcgan_harness.localcloud import down, status, up
@@ -207,22 +207,12 @@ class Journey:
         self.runs += 1
         control_dir = tempfile.mkdtemp(prefix="jcp-", dir="/tmp")
         command = ["make", "-C", str(self.copy), target, *make_venv_variables(self.copy), *variables]
-        process = subprocess.Popen(
-            command,
-            env=dict(env or self.env, ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         try:
-            stdout, stderr = process.communicate(timeout=MAKE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            kill_tree(process.pid)
-            process.communicate()
-            raise
+            result = run_to_completion(
+                command, dict(env or self.env, ANSIBLE_SSH_CONTROL_PATH_DIR=control_dir), MAKE_TIMEOUT_S
+            )
         finally:
             shutil.rmtree(control_dir, ignore_errors=True)
-        result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
         (self.log_dir / f"make-{self.runs:02d}-{target}.log").write_text(describe(result, full=True))
         return result
 
