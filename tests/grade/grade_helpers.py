@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -128,7 +129,14 @@ class Listener:
 
 def start_grader(args: list[str], home: Path, canary: str, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        grader_command(args, out), env=grader_env(home, canary), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        grader_command(args, out),
+        env=grader_env(home, canary),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that runs pytest in the background ignores SIGINT, and the
+        # grader would inherit that; Ctrl-C must reach it as at a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

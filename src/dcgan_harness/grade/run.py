@@ -18,11 +18,10 @@ from ..localcloud.controller import (
     address_on,
     collect_results,
     create_sandbox_network,
-    remove_container,
     remove_network,
     run_sandboxed,
 )
-from ..localcloud.engine import progress
+from ..localcloud.engine import progress, remove_container
 from ..localcloud.vms import exec_in
 from .work import GradingRun, SubmissionWork
 

@@ -14,7 +14,8 @@ from yamllint.config import YamlLintConfig
 
 from .. import rules
 from ..localcloud import RUN_LABEL
-from ..localcloud.controller import remove_container, run_sandboxed
+from ..localcloud.controller import run_sandboxed
+from ..localcloud.engine import remove_container
 from .results import ERROR, FAILED, PARTIAL, PASSED, CheckResult
 from .work import GradingRun, SubmissionWork
 

@@ -23,8 +23,14 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
-from .engine import LocalCloudError, one_line_errors, progress
-from .images import bridge_gateway, ensure_debian_base, ensure_recipe_image, host_debian_mirrors, project_labels
+from .engine import LocalCloudError, one_line_errors, progress, remove_container
+from .images import (
+    bridge_gateway,
+    ensure_debian_base,
+    ensure_recipe_image,
+    host_debian_mirrors,
+    project_labels,
+)
 
 APT_CACHE_REPO = "dcgan-apt-cache"
 APT_CACHE_NAME = "dcgan-apt-cache"
@@ -160,7 +166,7 @@ def _start(client: docker.DockerClient, image: str, cache: AptCache) -> None:
         if error.status_code == 409:
             return  # a parallel `up` started it a moment ago
         if "address already in use" in str(error) or "port is already allocated" in str(error):
-            _remove_quietly(client, cache.name)
+            remove_container(client, cache.name)
             raise LocalCloudError(
                 f"port {cache.port} for the apt cache is in use; free it or set DCGAN_APT_CACHE_PORT to another port"
             ) from None
@@ -182,19 +188,12 @@ def wait_for_apt_cache(cache: AptCache = SHARED, timeout: float = 30.0) -> None:
     )
 
 
-def _remove_quietly(client: docker.DockerClient, name: str) -> None:
-    try:
-        client.containers.get(name).remove(force=True)
-    except docker.errors.NotFound:
-        pass
-
-
 @one_line_errors
 def stop_apt_cache(client: docker.DockerClient, cache: AptCache = SHARED, keep_data: bool = True) -> list[str]:
     """Remove the cache container and, unless keep_data, its volume; the names removed."""
     removed: list[str] = []
     if _find(client, cache.name) is not None:
-        _remove_quietly(client, cache.name)
+        remove_container(client, cache.name)
         removed.append(cache.name)
     if not keep_data:
         for volume in client.volumes.list(filters={"name": f"^{cache.volume}$"}):

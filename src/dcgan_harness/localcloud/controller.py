@@ -318,13 +318,6 @@ def _inside_results(member_name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts[1:])
 
 
-def remove_container(client: docker.DockerClient, name: str) -> None:
-    try:
-        client.api.remove_container(name, force=True, v=True)
-    except docker.errors.NotFound:
-        pass
-
-
 def remove_network(client: docker.DockerClient, name: str) -> None:
     try:
         network = client.networks.get(name)

@@ -76,6 +76,31 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def remove_container(client: docker.DockerClient, name: str, timeout: float = 30.0) -> None:
+    """Force-remove a container and its anonymous volumes; gone already, or going, is fine.
+
+    Two threads of one run may remove the same container at once (Ctrl-C's
+    cleanup beside a submission's own `down`): the engine answers the second
+    "removal ... already in progress", and that one waits until it is gone.
+    """
+    try:
+        client.api.remove_container(name, force=True, v=True)
+        return
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as error:
+        if "already in progress" not in str(error):
+            raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.2)
+    raise LocalCloudError(f"container {name} was still being removed after {timeout:.0f}s; run `dcgan-harness cloud down`")
+
+
 def ensure_engine(timeout: float = ENGINE_START_TIMEOUT_S) -> docker.DockerClient:
     """Return a client connected to a Docker engine, starting one if we may."""
     client = try_connect()

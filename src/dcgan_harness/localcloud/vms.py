@@ -32,6 +32,7 @@ from .engine import (
     ensure_engine,
     one_line_errors,
     progress,
+    remove_container,
     try_connect,
 )
 from .images import (
@@ -584,10 +585,8 @@ def _remove_containers(client: docker.DockerClient, run_id: str | None, roles: t
         for entry in targets:
             name = entry["Names"][0].lstrip("/") if entry.get("Names") else entry["Id"][:12]
             try:
-                client.api.remove_container(entry["Id"], force=True, v=True)
+                remove_container(client, entry["Id"])
                 removed.append(name)
-            except docker.errors.NotFound:
-                pass
             except docker.errors.APIError:
                 if attempt == 9:
                     raise
@@ -610,10 +609,11 @@ def _remove_volume(volume) -> None:
 
 def _stop_registry(client: docker.DockerClient) -> list[str]:
     try:
-        client.containers.get(REGISTRY_NAME).remove(force=True)
-        return [REGISTRY_NAME]
+        client.containers.get(REGISTRY_NAME)
     except docker.errors.NotFound:
         return []
+    remove_container(client, REGISTRY_NAME)
+    return [REGISTRY_NAME]
 
 
 def _remove_state(run_id: str | None) -> None:
