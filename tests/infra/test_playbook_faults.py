@@ -147,6 +147,13 @@ def failure_lines(result) -> str:
     return "\n".join(line for line in result.output.splitlines() if re.search(r"fatal|ERROR|msg|FAILED", line))[-3000:]
 
 
+def finished_play(thread, outcome: dict, within: float = 300):
+    """The result of the play start_training began, which must end within that many seconds."""
+    thread.join(within)
+    assert not thread.is_alive(), f"the play was still running {within:.0f} s later"
+    return outcome["result"]
+
+
 def start_training(session: LocalSession, **overrides):
     """The play in a thread, so that the test can hurt the VM while it runs."""
     import threading
@@ -193,8 +200,7 @@ def test_app_killed_with_sigkill_fails_naming_137_and_fetches_the_partial_output
     # What the kernel's OOM killer does to the training process (PID 1 of its container).
     code, out = in_vm(vm, "docker", "kill", "--signal", "KILL", "dcgan_train-0")
     assert code == 0, out
-    thread.join(300)
-    result = outcome["result"]
+    result = finished_play(thread, outcome)
 
     assert not result.ok
     messages = failure_lines(result)
@@ -221,8 +227,7 @@ def test_ssh_sessions_killed_while_training_is_polled_the_play_still_completes(f
     code, out = in_vm(vm, "sh", "-c", CUT_SSH_DURING_A_POLL)
     in_flight = code == 0
     assert in_flight, "no poll was seen running on the VM to cut"
-    thread.join(300)
-    result = outcome["result"]
+    result = finished_play(thread, outcome)
 
     assert result.ok, result.tail(30)
     assert check_complete(parse_output_file(session.output_file()), Expectations(iterations=ITERATIONS)) == []
@@ -281,9 +286,7 @@ def test_docker_engine_restarted_mid_build_fails_naming_it_and_a_rerun_builds(fa
     time.sleep(2)  # into the pull of the base image
     code, out = in_vm(vm, "systemctl", "restart", "docker")
     assert code == 0, out
-    thread.join(300)
-    assert not thread.is_alive(), "the play was still running 300 s later"
-    result = outcome["result"]
+    result = finished_play(thread, outcome)
 
     assert not result.ok
     messages = failure_lines(result)
@@ -313,9 +316,7 @@ def test_disk_filled_mid_build_fails_naming_no_space_and_a_rerun_completes_once_
     # The preflight has passed; something else now takes all but 300 MB.
     code, out = in_vm(vm, "sh", "-c", FILL_DOCKER_STORAGE)
     assert code == 0, out
-    thread.join(300)
-    assert not thread.is_alive(), "the play was still running 300 s later"
-    result = outcome["result"]
+    result = finished_play(thread, outcome)
 
     assert not result.ok
     messages = failure_lines(result)
