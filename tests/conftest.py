@@ -5,11 +5,35 @@ afterwards (the e2e layer's on Debian 11, the infra layer's on Debian 12)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from dcgan_harness.localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, LocalSession, RunOptions, open_session
+from dcgan_harness.localrun import (
+    FAST_EXTRA_ARGS,
+    FAST_MNIST_LIMIT,
+    LocalSession,
+    RunOptions,
+    open_session,
+)
 from dcgan_harness.playbook_run import PlaybookResult
+
+# Each layer's folder marks its tests (markers registered in pyproject.toml),
+# so `-m aws` or `-m "not grade"` selects by layer.
+LAYERS = ("unit", "aws", "journey", "e2e", "grade")
+# The grader's file-level tests start no VM: only the class graded end to end is `grade`.
+UNMARKED_FILES = ("test_grade_files.py",)
+
+
+def pytest_collection_modifyitems(items):
+    tests_dir = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.fspath))
+        if not path.is_relative_to(tests_dir) or path.name in UNMARKED_FILES:
+            continue
+        layer = path.relative_to(tests_dir).parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @dataclass

@@ -3,21 +3,8 @@ dcgan_harness.aws against a moto server on 127.0.0.1; nothing leaves the host.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from moto_cloud import Cloud, moto_server, new_cloud
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "aws: AWS provisioning against a local moto server")
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.aws)
 
 
 @pytest.fixture(scope="session")

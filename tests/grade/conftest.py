@@ -22,12 +22,6 @@ from grade_helpers import (
 )
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/tests/grade/" in str(item.fspath) and "test_grade_files" not in str(item.fspath):
-            item.add_marker(pytest.mark.grade)
-
-
 @pytest.fixture(scope="session")
 def canary(tmp_path_factory) -> tuple[str, Path]:
     secret = "canary-" + secrets.token_hex(12)

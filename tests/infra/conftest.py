@@ -7,10 +7,6 @@ import pytest
 from dcgan_harness.localcloud import engine, vms
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "localcloud: needs a Docker engine and starts VM containers")
-
-
 @pytest.fixture(scope="session")
 def docker_client():
     """A connected engine, started here when none answers (root on Linux).

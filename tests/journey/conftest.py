@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import boto3
 import pytest
@@ -30,13 +29,6 @@ from dcgan_harness.localrun import (
     RunOptions,
     stage_mnist,
 )
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.journey)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,6 @@ BIN_DIR = Path(sys.executable).parent
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.unit)
-
-
 def run_tool(tool: str, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run a command-line tool of this virtualenv, capturing its output as text."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(cwd / "ansible.cfg"), NO_COLOR="1", ANSIBLE_NOCOLOR="1")
