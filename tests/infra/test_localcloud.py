@@ -223,7 +223,10 @@ def test_up_with_prepared_images_restarts_a_mirror_stopped_since(docker_client):
 
 @pytest.mark.localcloud
 def test_down_keeps_the_mirror_while_another_runs_git_server_serves(docker_client, tmp_path):
-    """One VM after another under one served app (the grader): the mirror must outlive each VM."""
+    """One VM after another under one served app (the grader): the mirror must outlive each VM.
+
+    Other tests' VMs may keep the mirror too, so the served app must be counted on its own.
+    """
     (tmp_path / "Dockerfile").write_text("FROM dcgan-runtime:latest\n")
     (tmp_path / "dist_dcgan.py").write_text("print('hi')\n")
     serving, passing = "t" + vms.new_run_id(), "t" + vms.new_run_id()
@@ -231,6 +234,7 @@ def test_down_keeps_the_mirror_while_another_runs_git_server_serves(docker_clien
         gitserver.serve_app(tmp_path, serving, client=docker_client)
         vms.up(nodes=1, run_id=passing, client=docker_client)
         vms.down(passing, client=docker_client)
+        assert f"{gitserver.GIT_PREFIX}-{serving}" in vms.shared_service_users(docker_client)
         assert docker_client.containers.get(images.REGISTRY_NAME).status == "running"
     finally:
         vms.down(passing, client=docker_client)

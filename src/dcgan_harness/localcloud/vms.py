@@ -531,13 +531,14 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
             _remove_volume(volume)
             removed.append(volume.name)
     _remove_state(run_id)
-    if not _runs_using_shared_services(client) and not _runs_in_progress():
+    if not shared_service_users(client) and not _runs_in_progress():
         removed += _stop_registry(client)
         removed += aptcache.stop_apt_cache(client)
     return removed
 
 
-def _runs_using_shared_services(client: docker.DockerClient) -> list[str]:
+def shared_service_users(client: docker.DockerClient) -> list[str]:
+    """The containers (VMs, served apps) for which `down` keeps the mirror and the apt cache."""
     # A run's git server outlives its VMs when the run starts them one after
     # another (the grader, one VM per submission): the mirror stays for it.
     users = []
