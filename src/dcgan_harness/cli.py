@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import rules
+from .rules import formats
 
 
 class HarnessError(Exception):
@@ -28,15 +29,16 @@ def _check(args: argparse.Namespace) -> int:
         findings = rules.check_file(args.playbook)
     except rules.PlaybookError as error:
         raise HarnessError(str(error)) from None
-    for finding in findings:
-        print(finding.format(args.playbook))
+    formatter = formats.FORMATS[args.format]()
+    sys.stdout.write(formatter.render(findings, args.playbook))
     errors = [finding for finding in findings if finding.severity == rules.ERROR]
     advice = len(findings) - len(errors)
     advisories = f" and {advice} advisory finding(s)" if advice else ""
     if errors:
         print(f"{len(errors)} finding(s){advisories} in {args.playbook}", file=sys.stderr)
         return 1
-    print(f"{args.playbook}: all {len(rules.RULE_IDS)} rules pass{advisories.replace(' and', ', with')}")
+    summary = f"{args.playbook}: all {len(rules.RULE_IDS)} rules pass{advisories.replace(' and', ', with')}"
+    print(summary, file=sys.stdout if formatter.summary_on_stdout else sys.stderr)
     return 0
 
 
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run the playbook rules on a configure.yaml")
     check.add_argument("playbook", nargs="?", type=Path, default=Path("configure.yaml"))
     check.add_argument("--list-rules", action="store_true", help="list the rules, their severity and what each checks")
+    check.add_argument(
+        "--format", choices=list(formats.FORMATS), default="text",
+        help="text for people (default), sarif for code scanning, github for annotations in GitHub Actions",
+    )
     check.set_defaults(handler=_check)
     _add_parse_parser(commands)
     # Listed for --help only: main() hands their arguments over untouched.

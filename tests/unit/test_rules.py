@@ -80,11 +80,13 @@ def test_every_rule_has_a_severity_tags_and_a_doc(rule):
 
 
 def test_every_finding_carries_its_rules_severity():
+    """Or is advice saying that the file alone cannot settle it."""
     severity = {rule.id: rule.severity for rule in rules.RULES}
     for path in BROKEN:
         if EXPECT.search(path.read_text()):
             for finding in rules.check_file(path):
-                assert finding.severity == severity[finding.rule]
+                unsure = finding.severity == rules.ADVISORY and finding.message.startswith("cannot tell")
+                assert finding.severity == severity[finding.rule] or unsure, finding
 
 
 def test_course_launcher_is_the_only_advisory():

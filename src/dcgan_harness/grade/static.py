@@ -7,6 +7,9 @@ without any network, like the play itself.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 from yamllint import linter
@@ -25,6 +28,23 @@ YAMLLINT_CONFIG = "extends: relaxed"
 # A syntax check needs an inventory of the course's shape; nothing connects to it.
 SYNTAX_INVENTORY = b"cloud:\n  hosts:\n    compute01:\n      ansible_host: 192.0.2.1\n      ansible_user: ubuntu\n"
 MAX_FEEDBACK_LINES = 40
+# The rules read a hostile file in a child process that limits itself before
+# reading it: the rules bound every template and alias they know of, and
+# these limits bound what they do not.
+RULES_TIMEOUT_S = 60
+RULES_CPU_S = 30
+RULES_MEMORY_BYTES = 1 << 30
+RULES_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_CPU, ({cpu}, {cpu}))
+resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))
+from dataclasses import asdict
+from dcgan_harness import rules
+try:
+    print(json.dumps({{"findings": [asdict(f) for f in rules.check_file(sys.argv[1])]}}))
+except rules.PlaybookError as error:
+    print(json.dumps({{"error": str(error)}}))
+"""
 
 
 class StaticStage:
@@ -97,8 +117,26 @@ def syntax_check(run: GradingRun, work: SubmissionWork) -> tuple[bool | None, li
 
 
 def rule_feedback(work: SubmissionWork) -> tuple[list, list[str]]:
-    try:
-        findings = rules.check_file(work.playbook_path)
-    except rules.PlaybookError as error:
-        return [], [f"playbook rules not applied: {error}"]
+    findings, problem = rules_in_child(work.playbook_path)
+    if problem:
+        return [], [f"playbook rules not applied: {problem}"]
     return findings, [finding.format("configure.yaml") for finding in findings]
+
+
+def rules_in_child(path) -> tuple[list, str]:
+    """The rules' findings for the file, or why the rules gave up on it, from a limited child process."""
+    code = RULES_CHILD.format(cpu=RULES_CPU_S, memory=RULES_MEMORY_BYTES)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=RULES_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return [], f"the rules gave up after {RULES_TIMEOUT_S} s on this file"
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        reason = "its CPU or memory limit" if done.returncode < 0 or "MemoryError" in done.stderr else "an error"
+        return [], f"the rules stopped on this file ({reason}, exit {done.returncode})"
+    if "error" in answer:
+        return [], answer["error"]
+    return [rules.Finding(**finding) for finding in answer["findings"]], ""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .async_poll import AsyncPoll
 from .base import COURSE_SETTINGS, Course, Rule
+from .controller_files import ControllerFiles
 from .findings import ADVISORY, ERROR, Finding
 from .launcher import CourseLauncher
 from .loader import PlaybookError, load_playbook, parse_playbook
@@ -32,6 +33,7 @@ from .required import (
     RequiredGit,
 )
 from .structure import SelfContained, TaskName, TaskStructure
+from .training import RequiredTraining
 
 RULES: tuple[type[Rule], ...] = (
     TaskName,
@@ -41,12 +43,14 @@ RULES: tuple[type[Rule], ...] = (
     RequiredGit,
     RequiredDockerImage,
     DockerBuildModule,
+    RequiredTraining,
     RequiredFetch,
     FetchIntoResultados,
     BecomeMissing,
     BecomeUnneeded,
     AsyncPoll,
     LocalExecution,
+    ControllerFiles,
     SelfContained,
     CourseLauncher,
 )

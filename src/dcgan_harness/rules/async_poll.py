@@ -65,9 +65,9 @@ def seconds(task: Task, keyword: str) -> int | None:
         return None
 
 
-def waits_for(waiter: Task, register: str) -> bool:
+def waits_for(waiter: Task, register: str, playbook: Playbook) -> bool:
     """An async_status task that retries until the registered job has finished."""
-    if waiter.module != WAIT_MODULE or "until" not in waiter.data or not waiter.runs_for_real():
+    if waiter.module != WAIT_MODULE or "until" not in waiter.data or not playbook.runs(waiter):
         return False
     job = str(waiter.args.get("jid", ""))
     return re.search(rf"\b{re.escape(register)}\b", job) is not None
@@ -88,7 +88,7 @@ class AsyncPoll(Rule):
             else:
                 continue
             later = playbook.tasks[index + 1:]
-            problem = self._problem(task, later)
+            problem = self._problem(task, later, playbook)
             if problem is None and what == "runs the DCGAN" and runs_detached(task) and not any(map(waits, later)):
                 problem = (
                     "the container runs detached, so the play moves on (and fetches output.txt) before it ends",
@@ -100,7 +100,7 @@ class AsyncPoll(Rule):
                 yield self.at(task, f"the task {what} for many minutes, but {message}", fix)
 
     @staticmethod
-    def _problem(task: Task, later: list[Task]) -> tuple[str, str] | None:
+    def _problem(task: Task, later: list[Task], playbook: Playbook) -> tuple[str, str] | None:
         missing = [key for key in ("async", "poll") if key not in task.data]
         if missing:
             return (
@@ -119,7 +119,7 @@ class AsyncPoll(Rule):
                 f"poll is {task.data['poll']!r}, which does not render to a number of seconds",
                 "set 'poll:' to the seconds between checks, e.g. 15",
             )
-        if interval == 0 and not AsyncPoll._waited_for(task, later):
+        if interval == 0 and not AsyncPoll._waited_for(task, later, playbook):
             return (
                 "poll is 0 (fire and forget) and no async_status task waits for it, so the play moves on"
                 " before it ends",
@@ -129,8 +129,8 @@ class AsyncPoll(Rule):
         return None
 
     @staticmethod
-    def _waited_for(task: Task, later: list[Task]) -> bool:
+    def _waited_for(task: Task, later: list[Task], playbook: Playbook) -> bool:
         register = task.data.get("register")
         if not isinstance(register, str) or not register:
             return False
-        return any(waits_for(waiter, register) for waiter in later)
+        return any(waits_for(waiter, register, playbook) for waiter in later)

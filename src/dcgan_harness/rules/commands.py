@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
-from .templates import Unknown
+from .templates import JINJA_EXPRESSION, Unknown
 
 COMMAND_MODULES = frozenset({"shell", "command", "raw"})
 # Global options of docker and docker compose that take a value.
@@ -47,8 +47,6 @@ def command_text(args: dict) -> str:
     return str(args.get("cmd") or args.get("_raw_params") or "")
 
 
-# A Jinja expression left in a command is one word, whatever blanks it holds.
-JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
 
 def task_command(task) -> str:
@@ -62,6 +60,7 @@ def task_command(task) -> str:
 
 
 def shell_words(text: str) -> list[str]:
+    # A Jinja expression left in a command is one word, whatever blanks it holds.
     text = JINJA_EXPRESSION.sub("{?}", text)
     lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
     lexer.whitespace_split = True

@@ -2,9 +2,10 @@
 
 Judged by allow-list, because the ways to run a command on the controller
 are many: host patterns and delegation may only name the course's group,
-connections may only be SSH, no connection variable may be set, and a lookup
+connections may only be SSH, no connection variable may be set, a lookup
 (which always runs on the controller) must name a plugin from a short list
-of pure data lookups, spelt as a literal.
+of pure data lookups, spelt as a literal, and no template may reach Python's
+internals (older ansible-core renders `lipsum.__globals__` on the controller).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from jinja2 import nodes
 from .base import Course, Rule
 from .findings import Finding
 from .model import BLOCK_SECTIONS, TASK_SECTIONS, Node, Playbook, Task
-from .templates import is_template, lookup_calls, parse, strings_in
+from .templates import internal_reaches, is_template, lookup_calls, parse, strings_in
 
 # Lookups that only reshape data given to them; every other one reads or runs
 # something on the controller (pipe, lines, file, template, url, ...).
@@ -207,6 +208,13 @@ class LocalExecution(Rule):
 
     def _lookup_problems(self, data: dict) -> Iterator[tuple[str, str]]:
         for text, expression in strings_in(data):
+            if reaches := internal_reaches(text, expression):
+                yield (
+                    f"a template reaches Python internals ({', '.join(reaches)}), which can run code on the machine"
+                    " running Ansible",
+                    "use only variables, their keys and Ansible's filters; no name starting with '_', no mro,"
+                    " globals, builtins or subclasses, no key or attribute built from strings",
+                )
             for plugin in lookup_calls(text, expression):
                 if safe_lookup(plugin):
                     continue

@@ -11,18 +11,25 @@ enclosing blocks and play, in Ansible's order of precedence.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .loader import line_of
-from .templates import Resolver, condition_value
+from .templates import Resolver, condition_value, to_bool
 
 TASK_SECTIONS = ("pre_tasks", "tasks", "post_tasks", "handlers")
+# The sections a play runs in order, before its notified handlers.
+RUN_SECTIONS = ("pre_tasks", "tasks", "post_tasks")
 BLOCK_SECTIONS = ("block", "rescue", "always")
 # Sections whose tasks run only when something else happens first.
 CONDITIONAL_SECTIONS = frozenset({"handlers", "rescue"})
+# What a task that runs does to the rest of the play: goes on, fails the host
+# (no later task or play runs for it), or ends the play (later plays still run).
+GOES_ON, FAILS, ENDS_PLAY = "goes on", "fails", "ends the play"
+FALSE_COMMANDS = frozenset({"false", "/bin/false", "/usr/bin/false"})
 
 
 @functools.cache
@@ -190,14 +197,56 @@ class Task(Node):
     def module(self) -> str:
         return short_name(self.action)
 
-    def runs_for_real(self) -> bool:
-        """False for a task that cannot do its work on a plain run of the playbook."""
-        if self.in_sections() & CONDITIONAL_SECTIONS or "never" in self.tags:
+    def enabled(self) -> bool:
+        """False for a task switched off where it stands: a false ``when``, the never tag, check_mode."""
+        if "never" in self.tags:
             return False
         if any(node.data.get("check_mode") is True for node in self.chain()):
             return False
         resolver = self.resolver()
         return not any(condition_value(condition, resolver) is False for condition in self.conditions)
+
+    def runs_for_real(self) -> bool:
+        """Enabled, and not in a section that runs only when something else happens first."""
+        return self.enabled() and not self.in_sections() & CONDITIONAL_SECTIONS
+
+    def effect_on_play(self) -> str:
+        """GOES_ON, or FAILS / ENDS_PLAY when the task certainly stops the host."""
+        if self.module == "meta" and str(self.args.get("_raw_params", "")).strip() in {"end_play", "end_host"}:
+            return ENDS_PLAY
+        if not self._certainly_fails():
+            return GOES_ON
+        if "failed_when" in self.data:
+            return GOES_ON
+        ignored = self.nearest("ignore_errors")
+        if ignored is not None and to_bool(ignored[0]) is not False:
+            return GOES_ON
+        return FAILS
+
+    def _certainly_fails(self) -> bool:
+        if self.module == "fail":
+            return True
+        if self.module == "assert":
+            that = self.args.get("that")
+            conditions = that if isinstance(that, list) else [that]
+            resolver = self.resolver()
+            return any(condition_value(condition, resolver) is False for condition in conditions)
+        if self.module in {"command", "shell", "raw"}:
+            text = str(self.args.get("cmd") or self.args.get("_raw_params") or "").strip()
+            return text in FALSE_COMMANDS or re.fullmatch(r"exit\s+0*[1-9]\d*", text) is not None
+        return False
+
+    @property
+    def notifies(self) -> set[str]:
+        value = self.data.get("notify")
+        names = value if isinstance(value, list) else [value] if value else []
+        return {str(name) for name in names}
+
+    @property
+    def listens_to(self) -> set[str]:
+        value = self.data.get("listen")
+        names = value if isinstance(value, list) else [value] if value else []
+        return {str(name) for name in names} | ({self.name} if self.name else set())
 
 
 @dataclass
@@ -215,6 +264,93 @@ class Playbook:
     @property
     def first_line(self) -> int:
         return self.plays[0].line if self.plays else 1
+
+    def runs(self, task: Task) -> bool:
+        """Whether the task does its work on a plain run that meets no error.
+
+        Not when it is switched off, sits in a ``rescue``, is a handler no
+        task that runs notifies, or comes after a task that certainly fails
+        (a ``fail``, a false ``assert``, ``command: "false"``) or ends the play.
+        """
+        return id(task) in self._plain_run
+
+    @functools.cached_property
+    def _plain_run(self) -> frozenset[int]:
+        nodes = {id(node.data): node for node in [*self.blocks, *self.tasks]}
+        reached: set[int] = set()
+        for play in self.plays:
+            effect = GOES_ON
+            for section in RUN_SECTIONS:
+                effect = _run_items(play.data.get(section), nodes, reached, counts=True)
+                if effect != GOES_ON:
+                    break
+            if effect != FAILS:
+                _run_notified_handlers(play, nodes, reached)
+            if effect == FAILS:
+                # A failed host leaves the play and every later play.
+                break
+        return frozenset(reached)
+
+
+def _run_items(items: Any, nodes: dict, reached: set[int], counts: bool) -> str:
+    """Walk tasks in the order Ansible runs them; returns what the last one did to the play."""
+    if not isinstance(items, list):
+        return GOES_ON
+    for item in items:
+        node = nodes.get(id(item))
+        if node is None:
+            continue
+        if isinstance(node, Task):
+            effect = _run_task(node, reached, counts)
+        else:
+            effect = _run_block(item, nodes, reached, counts)
+        if effect != GOES_ON:
+            return effect
+    return GOES_ON
+
+
+def _run_task(task: Task, reached: set[int], counts: bool) -> str:
+    if not task.enabled():
+        return GOES_ON
+    if counts:
+        reached.add(id(task))
+    return task.effect_on_play()
+
+
+def _run_block(item: dict, nodes: dict, reached: set[int], counts: bool) -> str:
+    effect = _run_items(item.get("block"), nodes, reached, counts)
+    if effect == FAILS and item.get("rescue"):
+        # A rescue runs only after a failure, so its tasks never count as steps.
+        effect = _run_items(item.get("rescue"), nodes, reached, counts=False)
+    after = _run_items(item.get("always"), nodes, reached, counts)
+    return after if after != GOES_ON else effect
+
+
+def _run_notified_handlers(play: Node, nodes: dict, reached: set[int]) -> None:
+    notified: set[str] = set()
+    for task in nodes.values():
+        if isinstance(task, Task) and id(task) in reached and task.play is play and not _never_changes(task):
+            notified |= task.notifies
+    for handler in _handler_tasks(play.data.get("handlers"), nodes):
+        if handler.listens_to & notified and handler.enabled():
+            reached.add(id(handler))
+
+
+def _handler_tasks(items: Any, nodes: dict) -> Iterator[Task]:
+    if not isinstance(items, list):
+        return
+    for item in items:
+        node = nodes.get(id(item))
+        if isinstance(node, Task):
+            yield node
+        elif node is not None:
+            for section in BLOCK_SECTIONS:
+                yield from _handler_tasks(item.get(section), nodes)
+
+
+def _never_changes(task: Task) -> bool:
+    """A task with changed_when false never notifies its handlers."""
+    return "changed_when" in task.data and condition_value(task.data["changed_when"], task.resolver()) is False
 
 
 def read_playbook(data: list, directory: str = "/playbook") -> Playbook:

@@ -19,6 +19,8 @@ MODULES_NEEDING_ROOT = frozenset(
     {"apt", "apt_key", "apt_repository", "package", "service", "systemd", "systemd_service", "sysvinit", "group", "user"}
 )
 BECOME_VARIABLES = ("ansible_become", "ansible_sudo")
+BECOME_USER_VARIABLES = ("ansible_become_user", "ansible_sudo_user")
+ROOT = "root"
 
 
 def becomes(task: Task) -> tuple[bool | None, Node | None]:
@@ -34,6 +36,39 @@ def becomes(task: Task) -> tuple[bool | None, Node | None]:
         return to_bool(task.resolver().render(value)), owner
     except Unknown:
         return None, owner
+
+
+def becomes_user(task: Task) -> tuple[str | None, Node | None]:
+    """The user the task becomes (root when none is set), and who sets it; None when it cannot be rendered."""
+    setting = None
+    for name in BECOME_USER_VARIABLES:
+        if (found := task.nearest_variable(name)) is not None:
+            setting = found
+            break
+    setting = setting or task.nearest("become_user")
+    if setting is None:
+        return ROOT, None
+    value, owner = setting
+    try:
+        rendered = task.resolver().render(value)
+    except Unknown:
+        return None, owner
+    return (str(rendered).strip() or ROOT), owner
+
+
+def becomes_root(task: Task) -> tuple[bool | None, str]:
+    """Whether the task runs as root, and, when it does not or may not, why in a phrase."""
+    root, owner = becomes(task)
+    if root is None:
+        return None, f"may not become root: its become setting at line {owner.line} does not render from the playbook alone"
+    if root is False:
+        return False, "does not become root"
+    user, owner = becomes_user(task)
+    if user is None:
+        return None, f"may not become root: its become_user at line {owner.line} does not render from the playbook alone"
+    if user != ROOT:
+        return False, f"becomes {user}, not root (become_user at line {owner.line})"
+    return True, ""
 
 
 def _deciding_setting(task: Task) -> tuple | None:
@@ -59,14 +94,13 @@ class BecomeMissing(Rule):
         for task in playbook.tasks:
             if task.module not in MODULES_NEEDING_ROOT:
                 continue
-            root, owner = becomes(task)
+            root, why = becomes_root(task)
             if root is True:
                 continue
-            why = "" if root is False else f" (its become setting at line {owner.line} does not render to true)"
             yield self.at(
                 task,
-                f"{task.module} changes the system but the task does not become root{why}",
-                "add 'become: true' to the task",
+                f"{task.module} changes the system but the task {why}",
+                "add 'become: true' to the task and no become_user (or become_user: root)",
             )
 
 

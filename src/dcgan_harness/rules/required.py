@@ -1,37 +1,45 @@
-"""The steps the course asks for, each done with the module it names.
+"""The steps the course asks for, each judged by what its task does.
 
-A step counts only when its task runs on a plain run of the playbook: a
-task switched off with a constant-false ``when``, the ``never`` tag or
-``check_mode``, or one that sits in a handler or a ``rescue``, does not.
+A step counts only when its task runs on a plain run of the playbook (not
+switched off, not only in a ``rescue``, not a handler nobody notifies, not
+after a task that certainly fails) and when its arguments do the step: the
+packages installed as root, the course's repository cloned, the image built
+from the clone, output.txt fetched. A value the file alone cannot settle is
+said as advice, never taken as a pass.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator
 
 from . import commands
 from .base import Course, Rule
 from .findings import Finding
 from .model import Playbook, Task
+from .privilege import becomes_root
 from .templates import Unknown, to_bool
+from .values import DONE, Verdict, known, per_item, render
 
 DOCKER_IMAGE_MODULES = frozenset({"docker_image"})
-# Values of ansible magic variables a path may use; placeholders, not guesses.
-HOST_PLACEHOLDER = "<inventory_hostname>"
+PACKAGE_MODULES = frozenset({"apt", "package"})
+INSTALLED_STATES = frozenset({"present", "latest", "fixed", "installed"})
+PACKAGE_KEYS = ("name", "pkg", "package")
+# Every URL GitHub answers for a repository: https/http/git/ssh, scp-like, www., .git, a trailing slash.
+GIT_URL = re.compile(
+    r"^(?:(?:https?|git|ssh|git\+ssh)://(?:[^@/]+@)?(?P<host>[^/:]+)(?::\d+)?/"
+    r"|(?:[^@/]+@)?(?P<scp_host>[^/:]+):)"
+    r"(?P<path>[^?#]+?)(?:\.git)?/*$",
+    re.IGNORECASE,
+)
 
-
-def _real(playbook: Playbook, module: str) -> list[Task]:
-    return [task for task in playbook.tasks if task.module == module and task.runs_for_real()]
+def _running(playbook: Playbook, modules: frozenset[str] | set[str]) -> list[Task]:
+    return [task for task in playbook.tasks if task.module in modules and playbook.runs(task)]
 
 
 def _render(task: Task, value, playbook: Playbook, lenient: bool = False):
-    magic = {
-        "playbook_dir": playbook.directory,
-        "inventory_hostname": HOST_PLACEHOLDER,
-        "inventory_hostname_short": HOST_PLACEHOLDER,
-    }
-    return task.resolver(lenient=lenient, extra=magic).render(value)
+    return render(task, value, playbook, lenient)
 
 
 def builds_from_source(task: Task, playbook: Playbook) -> bool:
@@ -44,19 +52,105 @@ def builds_from_source(task: Task, playbook: Playbook) -> bool:
         return False
 
 
+def package_names(value) -> list[str]:
+    """Package names without their version (docker.io=20.10*, git>=1:2)."""
+    names = value if isinstance(value, list) else str(value).split(",")
+    return [re.split(r"[=<>]", str(name).strip(), maxsplit=1)[0] for name in names if str(name).strip()]
+
+
+def installs_docker(task: Task, playbook: Playbook, course: Course) -> Verdict:
+    try:
+        states = {str(state) for state in per_item(task, task.args.get("state", "present"), playbook)}
+        key = next((key for key in PACKAGE_KEYS if key in task.args), "name")
+        names = [name for value in per_item(task, task.args.get(key, []), playbook) for name in package_names(value)]
+    except Unknown as error:
+        return Verdict(None, f"installs the Docker engine ({error})")
+    if not states <= INSTALLED_STATES:
+        return Verdict(False, f"has state {', '.join(sorted(states - INSTALLED_STATES))}, which installs nothing")
+    if not set(names) & set(course.docker_packages):
+        listed = ", ".join(names) or "no package"
+        return Verdict(False, f"installs {listed}, not the Docker engine ({' or '.join(course.docker_packages)})")
+    root, why = becomes_root(task)
+    if root is not True:
+        return Verdict(root, why)
+    return DONE
+
+
+def repository_of(url: str) -> str | None:
+    """host/owner/name of a git URL, lower-cased; None when it is not one."""
+    match = GIT_URL.match(url.strip())
+    if not match:
+        return None
+    host = (match.group("host") or match.group("scp_host")).lower().removeprefix("www.")
+    return f"{host}/{match.group('path').strip('/').lower()}"
+
+
+def clones_repository(task: Task, playbook: Playbook, course: Course) -> Verdict:
+    try:
+        url = str(_render(task, task.args.get("repo", ""), playbook))
+        dest = _render(task, task.args.get("dest", ""), playbook, lenient=True)
+    except Unknown as error:
+        return Verdict(None, f"clones {course.repository} ({error})")
+    if not str(dest or "").strip():
+        return Verdict(False, "has no dest to clone into")
+    if repository_of(url) != course.repository.lower():
+        return Verdict(False, f"clones {url or 'no repository'}, not {course.repository}")
+    return DONE
+
+
+def same_path(first, second) -> bool | None:
+    """True or False when two rendered paths settle it, None when an unknown part may decide."""
+    if not isinstance(first, str) or not isinstance(second, str):
+        return None
+    first, second = (posixpath.normpath(path.rstrip("/") or "/") for path in (first, second))
+    if first == second:
+        return True
+    if known(first) and known(second) and first.startswith("/") and second.startswith("/"):
+        return False
+    return None
+
+
+def builds_the_clone(task: Task, playbook: Playbook, course: Course) -> Verdict:
+    try:
+        state = str(_render(task, task.args.get("state", "present"), playbook))
+        build = task.args.get("build") if isinstance(task.args.get("build"), dict) else {}
+        path = _render(task, build.get("path", task.args.get("path", "")), playbook, lenient=True)
+    except Unknown as error:
+        return Verdict(None, f"builds the image from the clone ({error})")
+    if state != "present":
+        return Verdict(False, f"has state {state}, which builds nothing")
+    clones = [clone for clone in _running(playbook, {"git"}) if clones_repository(clone, playbook, course).done]
+    if not clones:
+        return DONE  # required-git says what is missing
+    dests = []
+    for clone in clones:
+        try:
+            dests.append(_render(clone, clone.args.get("dest", ""), playbook, lenient=True))
+        except Unknown:
+            dests.append(None)
+    matches = [same_path(path, dest) for dest in dests]
+    if True in matches:
+        return DONE
+    if None in matches:
+        return Verdict(None, f"builds from the clone (build path {path!r}, clone at {', '.join(map(repr, dests))})")
+    return Verdict(False, f"builds from {path!r}, not from the clone at {', '.join(map(repr, dests))}")
+
+
 class RequiredApt(Rule):
-    """Packages are installed with ansible.builtin.apt."""
+    """The Docker engine is installed as root with ansible.builtin.apt (or package)."""
 
     id = "required-apt"
     tags = ("course",)
 
     def check(self, playbook: Playbook, course: Course) -> Iterator[Finding]:
-        if not _real(playbook, "apt"):
-            yield self.at_play(
-                playbook,
-                "no task that runs installs packages with ansible.builtin.apt",
-                "install docker.io, python3-docker and git with ansible.builtin.apt",
-            )
+        tasks = _running(playbook, PACKAGE_MODULES)
+        yield from self.judge_step(
+            playbook,
+            [(task, installs_docker(task, playbook, course)) for task in tasks],
+            "no task that runs installs the Docker engine with ansible.builtin.apt",
+            "install docker.io, python3-docker and git with ansible.builtin.apt, 'state: present' and"
+            " 'become: true'",
+        )
 
 
 class AptUpdateCache(Rule):
@@ -66,7 +160,7 @@ class AptUpdateCache(Rule):
     tags = ("course", "idempotency")
 
     def check(self, playbook: Playbook, course: Course) -> Iterator[Finding]:
-        apt_tasks = _real(playbook, "apt")
+        apt_tasks = _running(playbook, {"apt"})
         if apt_tasks and not any(self._refreshes(task, playbook) for task in apt_tasks):
             yield self.at(
                 apt_tasks[0],
@@ -83,33 +177,36 @@ class AptUpdateCache(Rule):
 
 
 class RequiredGit(Rule):
-    """The DCGAN repository is cloned with ansible.builtin.git."""
+    """The course's DCGAN repository is cloned with ansible.builtin.git."""
 
     id = "required-git"
     tags = ("course",)
 
     def check(self, playbook: Playbook, course: Course) -> Iterator[Finding]:
-        if not _real(playbook, "git"):
-            yield self.at_play(
-                playbook,
-                "no task that runs clones the DCGAN repository with ansible.builtin.git",
-                "clone the repository with ansible.builtin.git (repo, dest, version)",
-            )
+        tasks = _running(playbook, {"git"})
+        yield from self.judge_step(
+            playbook,
+            [(task, clones_repository(task, playbook, course)) for task in tasks],
+            f"no task that runs clones {course.repository} with ansible.builtin.git",
+            f"clone https://{course.repository}.git with ansible.builtin.git (repo, dest, version)",
+        )
 
 
 class RequiredDockerImage(Rule):
-    """The image is built with community.docker.docker_image and source: build."""
+    """The image is built from the clone with community.docker.docker_image and source: build."""
 
     id = "required-docker-image"
     tags = ("course",)
 
     def check(self, playbook: Playbook, course: Course) -> Iterator[Finding]:
-        if not any(builds_from_source(task, playbook) and task.runs_for_real() for task in playbook.tasks):
-            yield self.at_play(
-                playbook,
-                "no task that runs builds the dist_dcgan image with community.docker.docker_image (source: build)",
-                "add a community.docker.docker_image task with 'source: build' and the clone as build path",
-            )
+        tasks = [task for task in _running(playbook, DOCKER_IMAGE_MODULES) if builds_from_source(task, playbook)]
+        yield from self.judge_step(
+            playbook,
+            [(task, builds_the_clone(task, playbook, course)) for task in tasks],
+            "no task that runs builds the dist_dcgan image with community.docker.docker_image (source: build)",
+            "add a community.docker.docker_image task with 'source: build', 'state: present' and the clone's"
+            " folder as 'build: {path: ...}'",
+        )
 
 
 class DockerBuildModule(Rule):
@@ -135,7 +232,7 @@ class RequiredFetch(Rule):
     tags = ("course",)
 
     def check(self, playbook: Playbook, course: Course) -> Iterator[Finding]:
-        if not any(self._fetches_output(task, playbook, course) for task in _real(playbook, "fetch")):
+        if not any(self._fetches_output(task, playbook, course) for task in _running(playbook, {"fetch"})):
             yield self.at_play(
                 playbook,
                 f"no task that runs fetches {course.output_name} to the machine running Ansible",

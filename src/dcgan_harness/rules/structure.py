@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from .base import Course, Rule
 from .findings import Finding
 from .model import Playbook, block_keywords
+from .templates import CONDITIONAL_KEYWORDS, oversized
 
 INCLUDE_MODULES = frozenset(
     {"include", "include_tasks", "import_tasks", "include_role", "import_role", "include_vars"}
@@ -43,6 +44,17 @@ class TaskStructure(Rule):
                     " neither a task keyword nor the module",
                     f"indent the module's options under '{task.action}:' or split the task in two",
                 )
+        for node in playbook.nodes:
+            for keyword in CONDITIONAL_KEYWORDS:
+                conditions = node.data.get(keyword)
+                for condition in conditions if isinstance(conditions, list) else [conditions]:
+                    if why := oversized(condition, node.resolver()):
+                        yield self.at(
+                            node,
+                            f"its '{keyword}' builds a value too large to evaluate ({why}), which stalls Ansible",
+                            f"write the '{keyword}' condition with small numbers and short strings",
+                        )
+                        break
         for block in playbook.blocks:
             stray = [str(key) for key in block.data if str(key) not in block_keywords()]
             if stray:

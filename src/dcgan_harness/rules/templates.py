@@ -11,6 +11,7 @@ that needs more than that is "unknown", never guessed.
 from __future__ import annotations
 
 import operator
+import re
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,9 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TEMPLATE_MARKERS = ("{{", "{%")
+# A Jinja expression, and a statement or comment, inside a larger text.
+JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+JINJA_STATEMENT = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 # Keywords whose string value is a bare Jinja expression, not a template.
 CONDITIONAL_KEYWORDS = ("when", "changed_when", "failed_when", "until")
 # Arguments that take an expression too: assert's `that` and debug's `var`.
@@ -27,6 +31,9 @@ EXPRESSION_KEYS = frozenset({*CONDITIONAL_KEYWORDS, "that", "var"})
 LOOKUP_FUNCTIONS = frozenset({"lookup", "query", "q"})
 # Longest string or list a rendered value may become.
 MAX_RESULT = 10_000
+# Largest integer (in bits) arithmetic may build: a tower of ** or repeated
+# squaring otherwise takes minutes to hours of the checker's CPU.
+MAX_INT_BITS = 4096
 MAX_DEPTH = 20
 TRUE_WORDS = frozenset({"true", "yes", "on", "1", "y", "t"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0", "n", "f", ""})
@@ -34,6 +41,14 @@ FALSE_WORDS = frozenset({"false", "no", "off", "0", "n", "f", ""})
 
 class Unknown(Exception):
     """The value depends on something the playbook alone does not settle."""
+
+
+class TooLarge(Unknown):
+    """The value would take more memory or time to compute than any real playbook needs."""
+
+
+class _Refused(SecurityError):
+    """The sandbox refused to build a value this large."""
 
 
 class Placeholder(ChainableUndefined):
@@ -50,9 +65,13 @@ def _bool_filter(value: Any) -> bool:
     return truth
 
 
+def _bits(number: int) -> int:
+    return abs(number).bit_length()
+
+
 def _bounded(result: Any) -> Any:
     if hasattr(result, "__len__") and len(result) > MAX_RESULT:
-        raise SecurityError("result too large")
+        raise _Refused("result too large")
     return result
 
 
@@ -70,17 +89,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context, operator_name, left, right):
         if operator_name == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large")
+                raise _Refused("exponent too large")
+            if isinstance(left, int) and isinstance(right, int) and _bits(left) * max(right, 0) > MAX_INT_BITS:
+                raise _Refused("power too large")
             return left**right
         if operator_name == "%":
             if isinstance(left, str):
                 raise SecurityError("string formatting is not rendered here")
             return left % right
         if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            if isinstance(left, int) and isinstance(right, int) and _bits(left) + _bits(right) > MAX_INT_BITS:
+                raise _Refused("product too large")
             return left * right
         count, sequence = (left, right) if isinstance(left, int) else (right, left)
         if isinstance(count, int) and hasattr(sequence, "__len__") and count * len(sequence) > MAX_RESULT:
-            raise SecurityError("repetition too large")
+            raise _Refused("repetition too large")
         return _bounded(operator.mul(left, right))
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
@@ -234,6 +257,8 @@ class Resolver:
             return _bounded(template.render(context))
         except Unknown:
             raise
+        except _Refused as error:
+            raise TooLarge(str(error)) from None
         except Exception as error:  # noqa: BLE001 - undefined names, sandbox refusals, bad syntax
             raise Unknown(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
 
@@ -246,6 +271,8 @@ class Resolver:
             return compiled(**context)
         except Unknown:
             raise
+        except _Refused as error:
+            raise TooLarge(str(error)) from None
         except Exception as error:  # noqa: BLE001 - as in render
             raise Unknown(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
 
@@ -286,6 +313,22 @@ class Resolver:
         return True
 
 
+def oversized(condition: Any, resolver: Resolver) -> str | None:
+    """Why a condition cannot be evaluated in reasonable time (a tower of **, a huge repetition), if so."""
+    if not isinstance(condition, str):
+        return None
+    try:
+        if is_template(condition):
+            resolver.render(condition)
+        else:
+            resolver.evaluate(condition)
+    except TooLarge as error:
+        return str(error)
+    except Unknown:
+        return None
+    return None
+
+
 def condition_value(condition: Any, resolver: Resolver) -> bool | None:
     """True or False when a ``when`` condition is settled by the playbook alone, else None."""
     if isinstance(condition, (bool, int)) and not isinstance(condition, str):
@@ -306,3 +349,93 @@ def _truth_of(value: Any) -> bool | None:
     if isinstance(value, (StrictUndefined, ChainableUndefined)):
         return None
     return bool(value)
+
+
+# --- Python internals ------------------------------------------------------------------
+
+# Names that lead from any object to Python's internals: with them a template
+# reaches os.popen on the machine running Ansible (ansible-core 2.15 renders
+# `lipsum.__globals__` unsandboxed). Every name starting with an underscore is
+# one too (`__globals__`, `_TemplateReference__context`).
+INTERNAL_NAMES = frozenset(
+    {
+        "mro", "globals", "builtins", "subclasses", "func_globals", "func_code", "f_globals", "f_locals", "f_back",
+        "f_builtins", "gi_frame", "gi_code", "cr_frame", "ag_frame", "tb_frame", "tb_next", "im_func", "im_self",
+    }
+)
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+# An underscore name: at least one underscore, then a letter or digit ('_' and
+# '__' alone are harmless separators, as in replace('-', '_')).
+UNDERSCORE_NAME = re.compile(r"_+[A-Za-z0-9]")
+
+
+def internal_name(name: Any) -> bool:
+    return isinstance(name, str) and (UNDERSCORE_NAME.match(name) is not None or name in INTERNAL_NAMES)
+
+
+def _mentions_internal(text: str) -> bool:
+    """A string that, as an attribute path or format field, names an internal."""
+    return any(internal_name(word) for word in IDENTIFIER.findall(text))
+
+
+def internal_reaches(source: str, expression: bool = False) -> list[str]:
+    """How the text reaches Python internals, one phrase per way; empty when it does not.
+
+    Attribute and item names are judged whatever the spelling: ``x.__class__``,
+    ``x['__class__']``, ``x|attr('__class__')``, ``'{0.__class__}'.format(x)``,
+    and a key computed from strings (``x['_' ~ '_class__']``) counts too, since
+    its value cannot be told without rendering it.
+    """
+    tree = parse(source, expression)
+    if tree is None:
+        return []
+    found: list[str] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Const, nodes.Call)):
+        if isinstance(node, nodes.Getattr) and internal_name(node.attr):
+            found.append(f".{node.attr}")
+        elif isinstance(node, nodes.Getitem) and _computed_key(node.arg):
+            found.append("a key computed from strings")
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and not _literal(node.args[:1]):
+            found.append("attr() of a computed name")
+        elif isinstance(node, nodes.Filter) and not _literal([p.value for p in node.kwargs if p.key == "attribute"]):
+            found.append(f"{node.name}() given a computed attribute")
+        elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr in {
+            "format", "format_map"
+        } and not _literal(node.args[:1]) and not isinstance(node.node.node, nodes.Const):
+            found.append("str.format of a computed format string")
+        elif isinstance(node, nodes.Const) and isinstance(node.value, str) and _mentions_internal(node.value):
+            if _names_attribute(node.value):
+                found.append(repr(node.value))
+    return list(dict.fromkeys(found))
+
+
+def _names_attribute(text: str) -> bool:
+    """A literal that can act as an attribute name or path, or a format field reaching one."""
+    if IDENTIFIER.fullmatch(text) or re.fullmatch(r"[A-Za-z_][\w.]*", text):
+        return any(internal_name(part) for part in text.split("."))
+    # Format fields: '{0.__globals__}', '{x[__builtins__]}'.
+    return any(
+        _mentions_internal(field) for field in re.findall(r"\{[^{}]*[.\[][^{}]*\}", text)
+    )
+
+
+def _literal(args: list) -> bool:
+    return all(isinstance(arg, nodes.Const) for arg in args)
+
+
+def _computed_key(key: nodes.Node) -> bool:
+    """A subscript whose key is built by string operations rather than named or spelt out."""
+    if isinstance(key, (nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Slice)):
+        return False
+    if isinstance(key, nodes.Filter) and key.name in {"first", "last", "int", "length", "count"}:
+        return False
+    if isinstance(key, (nodes.Add, nodes.Concat)):
+        # A key that starts with a letter cannot be an underscore name.
+        first = key.left if isinstance(key, nodes.Add) else key.nodes[0]
+        return not (isinstance(first, nodes.Const) and isinstance(first.value, str) and first.value[:1].isalpha()
+                    and first.value not in INTERNAL_NAMES)
+    if isinstance(key, (nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Neg, nodes.Pos)):
+        return any(isinstance(child, nodes.Const) and isinstance(child.value, str) for child in key.find_all(nodes.Const))
+    return True
