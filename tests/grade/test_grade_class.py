@@ -33,6 +33,15 @@ EXPECTED_PASSES = {
     "run-without-the-clone": {"install", "clone", "build"},
     "fails-at-runtime": set(),
     "packed-tarball": set(),
+    # Submissions that try to break the grading rather than the sandbox
+    # (test_grade_always_finishes.py); grades.csv.yaml and ana.yaml graded
+    # under the names the grader gives them.
+    "control-characters": set(),
+    "grades.csv-2": set(),
+    "ana": set(),
+    "ana-2": set(),
+    "ana-3": set(),
+    "log-flood": set(),
 }
 HOSTILE = sorted(p.stem for p in SUBMISSIONS.iterdir() if p.name.startswith("hostile-")) + ["packed-plugins"]
 

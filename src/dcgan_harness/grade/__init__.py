@@ -6,6 +6,7 @@ One module per part, found by its name:
   static.py      stage 1: yamllint, syntax-check (sandboxed), the playbook rules
   run.py         stage 2: a fresh VM, the playbook from a sandboxed controller
   verify.py      stage 3: testinfra on the VM and the fetched output.txt
+  vmhost.py      the testinfra host verify uses: a deadline on every command
   pipeline.py    the order of the stages; grading one submission and a class
   results.py     the result model with its fixed outcome names
   formats.py     results.json (Gradescope), grades.csv, junit.xml, the class table

@@ -1,7 +1,13 @@
 """The formats graders use, each a small class over the one result model:
 Gradescope's results.json per submission, grades.csv and junit.xml per
 class, and the table printed at the end. `merge` joins the CSV and JUnit
-files of shards graded on several machines."""
+files of shards graded on several machines.
+
+Every text a submission can put in a result (its task names, what its
+commands printed) goes through `printable` on the way out, so no output
+carries a terminal's escape sequences, a stray line break or a character
+XML cannot hold.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,11 +23,35 @@ from .results import ERROR, PASSED, SubmissionResult, format_points
 
 CSV_FIXED = ("submission", "score", "max_score")
 CSV_SECONDS = "seconds"
+PARTIAL_SUFFIX = ".partial"
+# C0 controls, DEL and C1 controls (a terminal acts on them; XML 1.0 cannot
+# hold most of them even escaped), the line and paragraph separators that
+# str.splitlines() breaks at, the lone surrogates an undecodable file name
+# becomes, and U+FFFE/U+FFFF, which XML forbids too.
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text: str, multiline: bool = False) -> str:
+    """text with each character UNPRINTABLE matches written as a visible escape (\\x1b, \\ud800).
+
+    multiline keeps newlines and tabs, for the fields that show several lines.
+    """
+    kept = "\n\t" if multiline else ""
+
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        if char in kept:
+            return char
+        code = ord(char)
+        return NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+    return UNPRINTABLE.sub(escape, str(text))
 
 
 def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
@@ -34,15 +65,15 @@ class GradescopeJson:
         document = {
             "score": result.score,
             "execution_time": round(result.seconds),
-            "output": "\n".join(result.summary_lines),
+            "output": printable("\n".join(result.summary_lines), multiline=True),
             "visibility": visibility,
             "tests": [
                 {
-                    "name": check.name,
+                    "name": printable(check.name),
                     "score": check.score,
                     "max_score": check.max_score,
                     "status": "passed" if check.outcome == PASSED else "failed",
-                    "output": check.output,
+                    "output": printable(check.output, multiline=True),
                     "visibility": visibility,
                 }
                 for check in result.checks
@@ -64,11 +95,11 @@ class GradesCsv:
     def render(self, results: list[SubmissionResult], check_ids: list[str]) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([*CSV_FIXED, *check_ids, CSV_SECONDS])
+        writer.writerow([printable(cell) for cell in (*CSV_FIXED, *check_ids, CSV_SECONDS)])
         for result in results:
             scores = [format_points(result.check(i).score) if result.check(i) else "" for i in check_ids]
             writer.writerow(
-                [result.name, format_points(result.score), format_points(result.max_score), *scores, round(result.seconds)]
+                [printable(result.name), format_points(result.score), format_points(result.max_score), *scores, round(result.seconds)]
             )
         return buffer.getvalue()
 
@@ -76,22 +107,30 @@ class GradesCsv:
         header: list[str] | None = None
         rows: dict[str, list[str]] = {}
         for path in paths:
-            with open(path, newline="", encoding="utf-8") as handle:
-                reader = csv.reader(handle)
-                this_header = next(reader, None)
-                if this_header is None:
-                    continue
-                if header is not None and this_header != header:
-                    raise ValueError(f"{path}: its columns differ from the other shards'; grade every shard with the same rubric")
-                header = this_header
-                for row in reader:
-                    if row:
-                        rows[row[0]] = row
+            try:
+                this_header, these_rows = self._read(path)
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise ValueError(f"{path}: not a grades.csv of `grade` ({error})") from None
+            if this_header is None:
+                continue
+            if header is not None and this_header != header:
+                raise ValueError(f"{path}: its columns differ from the other shards'; grade every shard with the same rubric")
+            header = this_header
+            rows.update((row[0], row) for row in these_rows)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header or list(CSV_FIXED))
         writer.writerows(rows[name] for name in sorted(rows))
         return buffer.getvalue()
+
+    @staticmethod
+    def _read(path: Path) -> tuple[list[str] | None, list[list[str]]]:
+        # Shards written by an older grader may hold raw control characters.
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = [[printable(cell) for cell in row] for row in reader if row]
+        return (None if header is None else [printable(cell) for cell in header]), rows
 
 
 class JUnitXml:
@@ -108,32 +147,38 @@ class JUnitXml:
     def suite(self, result: SubmissionResult) -> ET.Element:
         failures = sum(1 for c in result.checks if c.outcome not in (PASSED, ERROR))
         errors = sum(1 for c in result.checks if c.outcome == ERROR)
+        name = printable(result.name)
         suite = ET.Element(
             "testsuite",
-            name=result.name,
+            name=name,
             tests=str(len(result.checks)),
             failures=str(failures),
             errors=str(errors),
             time=f"{result.seconds:.1f}",
         )
         for check in result.checks:
-            case = ET.SubElement(suite, "testcase", classname=result.name, name=check.name)
+            case = ET.SubElement(suite, "testcase", classname=name, name=printable(check.name))
             message = f"{format_points(check.score)}/{format_points(check.max_score)} points"
+            output = printable(check.output, multiline=True)
             if check.outcome == ERROR:
-                ET.SubElement(case, "error", message=message).text = check.output
+                ET.SubElement(case, "error", message=message).text = output
             elif check.outcome != PASSED:
-                ET.SubElement(case, "failure", message=message).text = check.output
+                ET.SubElement(case, "failure", message=message).text = output
             else:
-                ET.SubElement(case, "system-out").text = check.output
+                ET.SubElement(case, "system-out").text = output
         if result.crash:
-            ET.SubElement(suite, "system-err").text = f"grading failed: {result.crash}"
+            ET.SubElement(suite, "system-err").text = printable(f"grading failed: {result.crash}", multiline=True)
         return suite
 
     def merge(self, paths: list[Path]) -> str:
         root = ET.Element("testsuites", name="dcgan-grade")
         suites: dict[str, ET.Element] = {}
         for path in paths:
-            for suite in ET.parse(path).getroot().iter("testsuite"):
+            try:
+                root_of_shard = ET.parse(path).getroot()
+            except ET.ParseError as error:
+                raise ValueError(f"{path}: not a junit.xml of `grade` ({error})") from None
+            for suite in root_of_shard.iter("testsuite"):
                 suites[suite.get("name", "")] = suite
         for name in sorted(suites):
             root.append(suites[name])
@@ -152,6 +197,13 @@ class ClassTable:
         rows = [["submission", *check_ids, "score", "seconds"]]
         for result in results:
             cells = [format_points(result.check(i).score) if result.check(i) else "-" for i in check_ids]
-            rows.append([result.name, *cells, f"{format_points(result.score)}/{format_points(result.max_score)}", f"{result.seconds:.0f}"])
+            rows.append([printable(result.name), *cells, f"{format_points(result.score)}/{format_points(result.max_score)}", f"{result.seconds:.0f}"])
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+# The files of a class in --out, beside the submissions' folders, and the
+# partial files they are written through: no submission's folder may take
+# one of their names, on a case-insensitive file system either.
+CLASS_FILES = (GradesCsv.filename, JUnitXml.filename)
+RESERVED_NAMES = frozenset(name.casefold() for file in CLASS_FILES for name in (file, file + PARTIAL_SUFFIX))

@@ -19,7 +19,7 @@ from .. import mnist
 from ..interrupts import sigterm_as_ctrl_c
 from ..localcloud import down, ensure_engine, prepare_images, progress, serve_app
 from ..localcloud.controller import ensure_controller_image
-from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, write_atomically
+from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, printable, write_atomically
 from .results import ERROR, CheckResult, SubmissionResult
 from .rubric import Rubric
 from .run import RunStage
@@ -108,7 +108,7 @@ def _score_what_was_not_reached(rubric: Rubric, result: SubmissionResult) -> Non
 
 def _announce(work: SubmissionWork, stage) -> None:
     if stage is not None:
-        progress(f"[{work.index}/{work.total}] {work.name}: {stage.stage}: {stage.summary} ({stage.seconds:.1f}s)")
+        progress(printable(f"[{work.index}/{work.total}] {work.name}: {stage.stage}: {stage.summary} ({stage.seconds:.1f}s)"))
 
 
 def grade_class(run: GradingRun, submissions: list[Submission], jobs: int) -> list[SubmissionResult]:
@@ -118,22 +118,23 @@ def grade_class(run: GradingRun, submissions: list[Submission], jobs: int) -> li
 
 
 def _grade_in_pool(run: GradingRun, submissions: list[Submission], jobs: int) -> list[SubmissionResult]:
-    results: dict[str, SubmissionResult] = {}
+    # By position, not by name: nothing two submissions share can merge their results.
+    results: dict[int, SubmissionResult] = {}
     total = len(submissions)
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
     try:
         futures = {
-            pool.submit(grade_submission, run, submission, index, total): submission
+            pool.submit(grade_submission, run, submission, index, total): (index, submission)
             for index, submission in enumerate(submissions, 1)
         }
         for future in as_completed(futures):
-            submission = futures[future]
+            index, submission = futures[future]
             try:
-                results[submission.name] = future.result()
+                results[index] = future.result()
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # noqa: BLE001 - grade_submission writes its own results; this is a last resort
-                results[submission.name] = crashed_result(run, submission, error)
+                results[index] = crashed_result(run, submission, error)
     except KeyboardInterrupt:
         run.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -141,13 +142,16 @@ def _grade_in_pool(run: GradingRun, submissions: list[Submission], jobs: int) ->
         remove_everything(run)
         raise
     pool.shutdown(wait=True)
-    return [results[s.name] for s in submissions if s.name in results]
+    return [results[index] for index in sorted(results)]
 
 
 def crashed_result(run: GradingRun, submission: Submission, error: Exception) -> SubmissionResult:
     result = SubmissionResult(submission.name, str(submission.source), crash=str(error))
     _score_what_was_not_reached(run.rubric, result)
-    GradescopeJson().write(run.out_dir / submission.name, result, run.rubric.visibility)
+    try:
+        GradescopeJson().write(run.out_dir / submission.name, result, run.rubric.visibility)
+    except OSError as write_error:  # the class's files still get its row
+        progress(printable(f"grade: writing the results of {submission.name} failed ({write_error})"))
     return result
 
 

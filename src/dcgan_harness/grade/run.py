@@ -36,6 +36,10 @@ UPSTREAM_PREFIXES = (
 KEY_NAME = "key.pem"
 TASK_HEADER = re.compile(r"^TASK \[(?P<name>.*)\] \**$")
 FAILED_LINE = re.compile(r"^(fatal|failed): \[[^\]]+\]: (FAILED|UNREACHABLE)! => (?P<detail>.*)$")
+# A result too long for one line of the log is cut (logcap), so not JSON any
+# more; its start still holds these, as Ansible sorts the keys.
+MSG_FIELD = re.compile(r'"msg": ("(?:[^"\\]|\\.)*")')
+RC_FIELD = re.compile(r'"rc": (-?\d+)')
 
 
 def course_inventory(vm_address: str) -> bytes:
@@ -108,7 +112,8 @@ class RunStage:
                 log_path=work.log_path,
                 labels={RUN_LABEL: work.run_id},
             )
-            work.fetched = collect_results(controller, run.client, work.results_dir)
+            collected = collect_results(controller, run.client, work.results_dir)
+            work.fetched, work.fetch_dropped = collected.files, collected.dropped
         finally:
             remove_container(run.client, controller)
             remove_network(run.client, network)
@@ -132,7 +137,9 @@ def first_failure(log: str) -> str:
 
     Failures of tasks with ignore_errors are followed by '...ignoring' and do not count.
     """
-    lines = log.splitlines()
+    # Only newlines end Ansible's lines; splitlines() would also break a task
+    # name at the form feeds or NELs a student put in it.
+    lines = log.split("\n")
     task = ""
     for number, line in enumerate(lines):
         header = TASK_HEADER.match(line)
@@ -155,13 +162,24 @@ def _message_of(detail: str) -> str:
         result = json.loads(detail)
         message = str(result.get("msg", detail))
     except (ValueError, AttributeError):
-        return _one_line(detail)
+        return _message_of_cut(detail)
     # "non-zero return code" alone tells a student nothing; the command's own
     # last words usually name the cause.
     said = _last_line(result.get("stderr")) or _last_line(result.get("stdout"))
     if "rc" in result and said:
         message = f"{message} (exit {result['rc']}): {said}"
     return _one_line(message)
+
+
+def _message_of_cut(detail: str) -> str:
+    msg, rc = MSG_FIELD.search(detail), RC_FIELD.search(detail)
+    if msg is None:
+        return _one_line(detail)
+    try:
+        message = str(json.loads(msg.group(1)))
+    except ValueError:
+        message = msg.group(1)
+    return _one_line(f"{message} (exit {rc.group(1)})" if rc else message)
 
 
 def _last_line(text) -> str:

@@ -8,11 +8,14 @@ one member named configure.yaml is read out of them.
 
 from __future__ import annotations
 
+import itertools
 import re
 import tarfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+
+from .formats import RESERVED_NAMES
 
 PLAYBOOK_NAME = "configure.yaml"
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -20,6 +23,8 @@ PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 # A student's playbook is a few kilobytes; anything far larger is not one.
 MAX_PLAYBOOK_BYTES = 1024 * 1024
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# A name is a folder of --out: well below any file system's 255, with room for a -N suffix.
+MAX_NAME_CHARS = 100
 
 
 class SubmissionError(Exception):
@@ -44,7 +49,7 @@ def name_of(path: Path) -> str:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
             break
-    return SAFE_NAME.sub("_", name).strip("._") or "submission"
+    return SAFE_NAME.sub("_", name).strip("._")[:MAX_NAME_CHARS].strip("._") or "submission"
 
 
 def is_archive(path: Path) -> bool:
@@ -134,13 +139,24 @@ def _is_playbook_member(member: str) -> bool:
 
 
 def unique_names(submissions: list[Submission]) -> list[Submission]:
-    seen: dict[str, int] = {}
+    """Each submission's own name where no earlier one took it, else the first NAME-2, NAME-3...
+    that no submission's own name, no name given before and no class file of --out takes.
+
+    So ana/configure.yaml, ana-2.yaml and ana.yaml become ana, ana-2 and
+    ana-3, and grades.csv.yaml becomes grades.csv-2. Names compare without
+    case: on macOS and Windows, Ana and ana are one folder.
+    """
+    taken = {submission.name.casefold() for submission in submissions} | RESERVED_NAMES
+    given: set[str] = set()
     result = []
     for submission in submissions:
-        count = seen.get(submission.name, 0) + 1
-        seen[submission.name] = count
-        name = submission.name if count == 1 else f"{submission.name}-{count}"
-        result.append(Submission(name, submission.source, submission.playbook, submission.problem))
+        name = submission.name
+        if name.casefold() in given or name.casefold() in RESERVED_NAMES:
+            candidates = (f"{submission.name}-{n}" for n in itertools.count(2))
+            name = next(candidate for candidate in candidates if candidate.casefold() not in taken)
+        given.add(name.casefold())
+        taken.add(name.casefold())
+        result.append(replace(submission, name=name))
     return result
 
 

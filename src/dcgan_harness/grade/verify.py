@@ -7,6 +7,10 @@ rubric's epochs and world size, and the iterations that the staged images
 imply. What to expect comes from the grader's own settings, never from the
 files it checks, except the batch size when the rubric leaves it to the
 student.
+
+Every command on the VM has a deadline, and all of them together another: a
+playbook can leave what hangs whoever reads it (a FIFO where .git/HEAD
+should be blocks git forever), and such a check then fails, saying so.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ import shlex
 import time
 from pathlib import Path
 
-import testinfra
-
 from ..output import Expectations, check_complete, parse_output
 from .results import ERROR, FAILED, PASSED, CheckResult
+from .vmhost import CommandTimedOut, vm_host
 from .work import GradingRun, SubmissionWork
 
 OUTPUT_NAME = "output.txt"
@@ -26,6 +29,14 @@ OUTPUT_NAME = "output.txt"
 PRUNED = ("/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/usr/lib", "/usr/share", "/usr/include", "/boot")
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 COURSE_BATCH_SIZE = 128
+# One command on the VM: a find over its disk takes seconds even on a loaded
+# machine; a minute means it hangs.
+COMMAND_TIMEOUT_S = 60
+# Every command of the stage together: a VM whose every command hangs still
+# ends its verify stage within this, and the class goes on.
+VERIFY_DEADLINE_S = 180
+# What a command may print that is kept: output.txt is read whole.
+MAX_COMMAND_OUTPUT_BYTES = 2 * MAX_OUTPUT_BYTES
 
 
 def find_command(name_pattern: str, kind: str) -> str:
@@ -38,7 +49,9 @@ class VerifyStage:
 
     def run(self, run: GradingRun, work: SubmissionWork) -> None:
         started = time.monotonic()
-        host = testinfra.get_host(f"docker://{work.cloud.vms[0].name}") if work.cloud else None
+        host = None
+        if work.cloud:
+            host = vm_host(work.cloud.vms[0].name, VERIFY_DEADLINE_S, COMMAND_TIMEOUT_S, MAX_COMMAND_OUTPUT_BYTES)
         checks = {
             "install": lambda rule: self.install(host, work, rule),
             "clone": lambda rule: self.clone(host, run, work, rule),
@@ -55,6 +68,8 @@ class VerifyStage:
                 continue
             try:
                 work.add(check(rule))
+            except CommandTimedOut as error:
+                work.add(_failed(rule, work, f"the check timed out: {error}"))
             except Exception as error:  # noqa: BLE001 - one broken check must not hide the others
                 work.add(CheckResult(rule.id, rule.name, 0, rule.points, ERROR, [f"the check could not run: {error}"]))
         passed = [c.id for c in work.result.checks if c.id in checks and c.outcome == PASSED]
@@ -113,11 +128,12 @@ class VerifyStage:
 
     def fetch(self, work: SubmissionWork, rule) -> CheckResult:
         fetched = fetched_outputs(work)
+        dropped = [work.fetch_dropped] if work.fetch_dropped else []
         if fetched:
-            return _passed(rule, [f"fetched resultados/{fetched[0].relative_to(work.results_dir)}"])
+            return _passed(rule, [f"fetched resultados/{fetched[0].relative_to(work.results_dir)}", *dropped])
         others = [p.relative_to(work.results_dir) for p in work.fetched]
         hint = f"; resultados/ holds {', '.join(map(str, others[:5]))}" if others else ""
-        return _failed(rule, work, f"no resultados/**/output.txt was fetched (ansible.builtin.fetch into resultados/){hint}")
+        return _failed(rule, work, f"no resultados/**/output.txt was fetched (ansible.builtin.fetch into resultados/){hint}", *dropped)
 
 
 def expectations(run: GradingRun, parsed) -> Expectations:

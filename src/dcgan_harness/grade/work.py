@@ -61,6 +61,8 @@ class SubmissionWork:
     # Why the playbook did not run, when it did not.
     run_problem: str = ""
     fetched: list[Path] = field(default_factory=list)
+    # What of resultados/ was not copied out, when something was not (a line of feedback).
+    fetch_dropped: str = ""
 
     @property
     def name(self) -> str:

@@ -9,6 +9,7 @@ One module per part, found by its name:
   aptcache.py    the apt cache (apt-cacher-ng) every VM's apt goes through
   gitserver.py   an application folder served as a git repository (for GitHub)
   controller.py  the sandbox a grader runs a student's ansible-playbook in
+  logcap.py      a log kept within bounds: its first and last lines
   command.py     `dcgan-harness cloud up|status|down|serve`
 """
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import shutil
 import sys
 import tarfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from .engine import LocalCloudError, one_line_errors, progress
@@ -35,6 +37,7 @@ from .images import (
     recipe_hash,
     run_with_progress,
 )
+from .logcap import MAX_LOG_BYTES, CappedLog
 
 CONTROLLER_REPO = "dcgan-controller"
 CONTROLLER_UID = 1000
@@ -45,8 +48,20 @@ RESULTS_DIR = WORK_DIR / "resultados"
 CPU_LIMIT = 1.0
 MEMORY_LIMIT = "1g"
 PIDS_LIMIT = 256
-# What a hostile playbook may leave in resultados/ before we stop copying it out.
+# What a hostile playbook may leave in resultados/ before we stop copying it
+# out. A fetch of the assignment's output.txt is one file five levels down
+# (host/home/ubuntu/Distributed-DCGAN/output.txt).
 MAX_RESULTS_BYTES = 64 * 1024 * 1024
+MAX_RESULTS_FILES = 1000
+MAX_RESULTS_DEPTH = 16
+# Entries of any kind looked at: a tree of empty folders or links costs time too.
+MAX_RESULTS_ENTRIES = 10 * MAX_RESULTS_FILES
+# The engine keeps its own copy of a controller's output until the container
+# is removed; rotation bounds it. Two files, because a follower of the log
+# stalls when a single file rotates (moby/moby#39235).
+CONTROLLER_LOG_CONFIG = docker.types.LogConfig(
+    type=docker.types.LogConfig.types.JSON, config={"max-size": f"{MAX_LOG_BYTES >> 20}m", "max-file": "2"}
+)
 
 CONTROLLER_DOCKERFILE = """\
 # Stage 1 installs ansible from wheels fetched on the host; only its
@@ -144,7 +159,7 @@ class SandboxResult:
     returncode: int | None  # None when the run was stopped at its time limit
     timed_out: bool
     seconds: float
-    log: str
+    log: str  # its first and last lines (CappedLog.text); the log file holds more
 
     @property
     def ok(self) -> bool:
@@ -205,7 +220,8 @@ def run_sandboxed(
     """Run `command` in a fresh controller container; the container stays for `collect_results`.
 
     files: paths relative to the work folder and their contents, copied in
-    before the start. The log streams to log_path (and on_line) as it comes.
+    before the start. The log streams to log_path (and on_line) as it comes,
+    capped (logcap); the result holds its beginning and its end.
     """
     container = client.containers.create(
         image,
@@ -229,17 +245,19 @@ def run_sandboxed(
         pids_limit=PIDS_LIMIT,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
+        log_config=CONTROLLER_LOG_CONFIG,
         labels=project_labels("controller", **labels),
     )
     container.put_archive(str(WORK_DIR), tar_of_files(files))
     started = time.monotonic()
     container.start()
-    pump = threading.Thread(target=_pump_logs, args=(container, log_path, on_line), daemon=True)
+    log = CappedLog(log_path, on_line=on_line)
+    pump = threading.Thread(target=_pump_logs, args=(container, log), daemon=True)
     pump.start()
     returncode, timed_out = _wait(container, timeout)
     pump.join(timeout=10)
     seconds = round(time.monotonic() - started, 1)
-    return SandboxResult(returncode, timed_out, seconds, log_path.read_text(errors="replace") if log_path.exists() else "")
+    return SandboxResult(returncode, timed_out, seconds, log.text())
 
 
 def _wait(container, timeout: float) -> tuple[int | None, bool]:
@@ -254,60 +272,109 @@ def _wait(container, timeout: float) -> tuple[int | None, bool]:
         return None, True
 
 
-def _pump_logs(container, log_path: Path, on_line) -> None:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        try:
-            pending = b""
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace")
-                    log.write(line + "\n")
-                    log.flush()
-                    if on_line:
-                        on_line(line)
-            if pending:
-                log.write(pending.decode(errors="replace"))
-        except (docker.errors.APIError, requests.exceptions.RequestException):
-            pass  # the container was removed under us (Ctrl-C); the log so far is kept
+def _pump_logs(container, log: CappedLog) -> None:
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            log.feed(chunk)
+    except (docker.errors.APIError, requests.exceptions.RequestException):
+        pass  # the container was removed under us (Ctrl-C); the log so far is kept
+    finally:
+        log.close()
 
 
-def collect_results(container_name: str, client: docker.DockerClient, dest: Path) -> list[Path]:
-    """Copy the controller's resultados/ out, as plain files only, within a size bound.
+@dataclass
+class CollectedResults:
+    files: list[Path] = field(default_factory=list)
+    dropped: str = ""  # one line saying what was not copied, when something was not
+
+
+def collect_results(container_name: str, client: docker.DockerClient, dest: Path) -> CollectedResults:
+    """Copy the controller's resultados/ out, as plain files only, within bounds.
 
     Links, devices and paths that leave the folder are dropped: the archive
-    comes from a playbook we do not trust.
+    comes from a playbook we do not trust. The archive is read as it streams,
+    never whole, and no further than twice MAX_RESULTS_BYTES.
     """
     dest.mkdir(parents=True, exist_ok=True)
     try:
         stream, _ = client.containers.get(container_name).get_archive(str(RESULTS_DIR))
     except docker.errors.NotFound:
-        return []  # the playbook made no resultados/ folder
-    buffer = io.BytesIO()
-    for chunk in stream:
-        buffer.write(chunk)
-        if buffer.tell() > MAX_RESULTS_BYTES * 2:
-            break
-    buffer.seek(0)
-    written: list[Path] = []
-    total = 0
-    with tarfile.open(fileobj=buffer, mode="r|*") as tar:
-        for member in tar:
-            relative = _inside_results(member.name)
-            if relative is None or not member.isfile():
-                continue
-            total += member.size
-            if total > MAX_RESULTS_BYTES:
-                progress(f"grade: resultados/ of {container_name} exceeds {MAX_RESULTS_BYTES >> 20} MiB; the rest is dropped")
-                break
-            target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            target.write_bytes(source.read() if source else b"")
-            written.append(target)
-    return written
+        return CollectedResults()  # the playbook made no resultados/ folder
+    collected = CollectedResults()
+    skipped = {"deep": 0, "unwritable": 0}
+    stopped = ""
+    total = entries = 0
+    archive = io.BufferedReader(_ChunkReader(stream, MAX_RESULTS_BYTES * 2))
+    try:
+        with tarfile.open(fileobj=archive, mode="r|*") as tar:
+            for member in tar:
+                entries += 1
+                if entries > MAX_RESULTS_ENTRIES:
+                    stopped = f"everything after its first {MAX_RESULTS_ENTRIES} entries"
+                    break
+                relative = _inside_results(member.name)
+                if relative is None or not member.isfile():
+                    continue
+                if len(relative.parts) > MAX_RESULTS_DEPTH:
+                    skipped["deep"] += 1
+                    continue
+                if len(collected.files) == MAX_RESULTS_FILES:
+                    stopped = f"everything after its first {MAX_RESULTS_FILES} files"
+                    break
+                total += member.size
+                if total > MAX_RESULTS_BYTES:
+                    stopped = f"everything beyond its first {MAX_RESULTS_BYTES >> 20} MiB"
+                    break
+                try:
+                    _extract(tar, member, dest / relative)
+                except OSError:
+                    skipped["unwritable"] += 1  # a name too long here, a file where a folder was
+                    continue
+                collected.files.append(dest / relative)
+    except tarfile.TarError:
+        stopped = f"the rest of an archive over {MAX_RESULTS_BYTES * 2 >> 20} MiB"
+    finally:
+        stream.close()
+    reasons = [stopped] if stopped else []
+    if skipped["deep"]:
+        reasons.append(f"{skipped['deep']} file(s) more than {MAX_RESULTS_DEPTH} levels down")
+    if skipped["unwritable"]:
+        reasons.append(f"{skipped['unwritable']} file(s) that could not be written here")
+    if reasons:
+        collected.dropped = "resultados/ was not copied whole: left out " + "; ".join(reasons)
+        progress(f"grade: {container_name}: {collected.dropped}")
+    return collected
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    with open(target, "wb") as handle:
+        if source:
+            shutil.copyfileobj(source, handle)
+
+
+class _ChunkReader(io.RawIOBase):
+    """The chunks of an HTTP stream as a file, ending after `limit` bytes."""
+
+    def __init__(self, chunks, limit: int):
+        self._chunks = iter(chunks)
+        self._left = limit
+        self._buffer = memoryview(b"")  # a view: taking from a 2 MB chunk copies nothing
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, into) -> int:
+        if not self._buffer:
+            if self._left <= 0:
+                return 0
+            self._buffer = memoryview(next(self._chunks, b""))[: self._left]
+            self._left -= len(self._buffer)
+        count = min(len(into), len(self._buffer))
+        into[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
 
 
 def _inside_results(member_name: str) -> PurePosixPath | None:
