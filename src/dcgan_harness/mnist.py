@@ -128,6 +128,12 @@ def first_items(array: IdxArray, k: int) -> IdxArray:
     return IdxArray((k,) + array.dims[1:], array.payload[: k * array.item_size])
 
 
+def chosen_items(array: IdxArray, indices: list[int]) -> IdxArray:
+    size = array.item_size
+    payload = b"".join(array.payload[index * size : (index + 1) * size] for index in indices)
+    return IdxArray((len(indices),) + array.dims[1:], payload)
+
+
 def encode_idx(array: IdxArray) -> bytes:
     header = bytes((0, 0, UNSIGNED_BYTE, len(array.dims))) + struct.pack(f">{len(array.dims)}I", *array.dims)
     return header + array.payload
@@ -145,8 +151,13 @@ def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-def write_subset(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, k: int) -> dict[str, Path]:
-    """Write gzip'd t10k files holding only the first k images and labels; return their paths by name."""
+def write_subset(
+    src_dir: str | os.PathLike, dst_dir: str | os.PathLike, k: int, indices: list[int] | None = None
+) -> dict[str, Path]:
+    """Write gzip'd t10k files holding only the first k images and labels; return their paths by name.
+
+    indices, when given, picks which images (and in which order) instead of the first k.
+    """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     require_folder(src_dir)
     images = read_idx_gz(src_dir / IMAGES_FILE)
@@ -158,11 +169,14 @@ def write_subset(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, k: int)
         )
     if not 1 <= k <= images.count:
         raise MnistError(f"cannot take {k} images from {src_dir}: it holds {images.count}; ask for 1 to {images.count}")
+    if indices is not None and (len(indices) != k or not all(0 <= index < images.count for index in indices)):
+        raise MnistError(f"cannot take images {indices[:5]}... from {src_dir}: give {k} indices below {images.count}")
     dst_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, array in ((IMAGES_FILE, images), (LABELS_FILE, labels)):
         path = dst_dir / name
-        write_atomically(path, gzip_bytes(encode_idx(first_items(array, k))))
+        chosen = first_items(array, k) if indices is None else chosen_items(array, indices)
+        write_atomically(path, gzip_bytes(encode_idx(chosen)))
         written[name] = path
     return written
 

@@ -138,7 +138,7 @@ def test_a_vm_without_its_finished_run_makes_both_retrain(pair):
     assert TRAIN_TASK in rerun.changed_tasks
     for rank, host in enumerate(HOSTS):
         after = pair.output_file(host).read_text()
-        # No seed is given: a retrained rank prints other losses.
+        # A retrained rank writes its file anew: the iteration times differ.
         assert after != before[host], f"{host} did not retrain"
         assert check_complete(parse_output_file(pair.output_file(host)), node_expectations(pair, rank)) == []
 

@@ -42,6 +42,9 @@ EXPECTED_PASSES = {
     "ana-2": set(),
     "ana-3": set(),
     "log-flood": set(),
+    # Fakes of the steps (test_grade_evidence.py): only what was really done counts.
+    "fabricated-output": {"install", "clone", "fetch"},
+    "fake-engine-and-clone": set(),
 }
 HOSTILE = sorted(p.stem for p in SUBMISSIONS.iterdir() if p.name.startswith("hostile-")) + ["packed-plugins"]
 

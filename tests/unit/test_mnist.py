@@ -223,3 +223,15 @@ def test_real_subset_holds_first_images(tmp_path, real_mnist_dir):
     assert labels[8:] == original_labels[8 : 8 + 256]
     # The published test split starts with a 7, a 2 and a 1.
     assert list(labels[8:11]) == [7, 2, 1]
+
+
+def test_subset_of_chosen_images_keeps_their_order(synthetic_dir, tmp_path):
+    written = mnist.write_subset(synthetic_dir, tmp_path / "dst", 2, indices=[3, 1])
+    assert read_gz(written[IMAGES_FILE]) == idx_bytes((2, 3, 2), bytes(range(18, 24)) + bytes(range(6, 12)))
+    assert read_gz(written[LABELS_FILE]) == idx_bytes((2,), bytes((3, 1)))
+
+
+@pytest.mark.parametrize("indices", [[0, 5], [1], [-1, 2]])
+def test_subset_rejects_impossible_choices(synthetic_dir, tmp_path, indices):
+    with pytest.raises(MnistError, match="give 2 indices below 5"):
+        mnist.write_subset(synthetic_dir, tmp_path / "dst", 2, indices=indices)

@@ -15,7 +15,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .. import mnist
 from ..interrupts import sigterm_as_ctrl_c
 from ..localcloud import down, ensure_engine, prepare_images, progress, serve_app
 from ..localcloud.controller import ensure_controller_image
@@ -24,29 +23,12 @@ from .results import ERROR, CheckResult, SubmissionResult
 from .rubric import Rubric
 from .run import RunStage
 from .static import StaticStage
+from .staging import SERVED_NAME, build_reference_image, prepare_app
 from .submission import Submission
 from .verify import VerifyStage
-from .work import FULL, STAGED_IMAGES, GradingRun, SubmissionWork
+from .work import STAGED_IMAGES, GradingRun, SubmissionWork
 
 STAGES = (StaticStage, RunStage, VerifyStage)
-SERVED_NAME = "Distributed-DCGAN"
-
-
-def prepare_app(app_dir: Path, mnist_dir: Path, images: int, work: Path) -> Path:
-    """A copy of the app with MNIST inside, where a `--dataroot data` run finds it.
-
-    The stand-in app also copies these files to any other --dataroot when
-    asked to --download, as the real download would.
-    """
-    copy = work / SERVED_NAME
-    shutil.copytree(app_dir, copy, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc", "data", "output"))
-    mnist.verify_test_files(mnist_dir)
-    source = mnist_dir
-    if images < STAGED_IMAGES[FULL]:
-        source = work / "mnist-subset"
-        mnist.write_subset(mnist_dir, source, images)
-    mnist.stage_for_torchvision(source, copy / "data")
-    return copy
 
 
 def start_grading(
@@ -59,7 +41,11 @@ def start_grading(
     with tempfile.TemporaryDirectory(prefix="dcgan-grade-app-") as tmp:
         app = prepare_app(app_dir, mnist_dir, STAGED_IMAGES[mode], Path(tmp))
         served = serve_app(app, grading_id, name=SERVED_NAME, client=client)
-    return GradingRun(client, images, controller_image, served, grading_id, mode, timeout, rubric, out_dir)
+        reference_image = build_reference_image(client, app, served.commit)
+    return GradingRun(
+        client, images, controller_image, served, grading_id, mode, timeout, rubric, out_dir,
+        app_dir=Path(app_dir), mnist_dir=Path(mnist_dir), reference_image=reference_image,
+    )
 
 
 def grade_submission(run: GradingRun, submission: Submission, index: int, total: int) -> SubmissionResult:
@@ -90,6 +76,8 @@ def grade_submission(run: GradingRun, submission: Submission, index: int, total:
             down(work.run_id, client=run.client)
         except Exception as error:  # noqa: BLE001 - the class goes on; `cloud down` removes it later
             progress(f"grade: removing the VM of {submission.name} failed ({error}); run `dcgan-harness cloud down`")
+        if work.staged is not None:
+            work.staged.remove()
         result.seconds = round(time.monotonic() - started, 1)
         _score_what_was_not_reached(run.rubric, result)
         GradescopeJson().write(folder, result, run.rubric.visibility)

@@ -1,15 +1,23 @@
-"""The rubric: which checks count, for how many points, and what a complete run is."""
+"""The rubric: which checks count, for how many points, what a complete run is,
+and what a late submission costs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import re
+
 import yaml
 
 DEFAULT_RUBRIC = Path(__file__).resolve().parent / "default_rubric.yaml"
-# The checks the grader knows, in the order of the assignment.
-CHECK_IDS = ("static", "install", "clone", "build", "run", "fetch")
+# The checks the stages decide, in the order of the assignment.
+STAGE_CHECK_IDS = ("static", "install", "clone", "build", "run", "fetch")
+# The course's submission rules, decided from the repository, not on a VM.
+SUBMISSION_CHECK_IDS = ("files", "credentials")
+CHECK_IDS = STAGE_CHECK_IDS + SUBMISSION_CHECK_IDS
+# The penalty for lateness appears as a check of its own, after the others.
+LATE_CHECK_ID = "late"
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
@@ -26,6 +34,17 @@ class CheckRule:
 
 
 @dataclass(frozen=True)
+class LatePolicy:
+    """What a commit dated after the deadline costs, when it is the one graded (--late-policy grade-latest)."""
+
+    penalty_per_day: float  # a fraction of the points earned, per started day
+    max_days: int  # commits dated later than this after the deadline are not graded
+
+    def penalty(self, score: float, days: int) -> float:
+        return round(max(0.0, score) * min(1.0, self.penalty_per_day * min(days, self.max_days)), 2)
+
+
+@dataclass(frozen=True)
 class Rubric:
     checks: tuple[CheckRule, ...]
     epochs: int = 1
@@ -34,6 +53,7 @@ class Rubric:
     image: str = "dist_dcgan"
     visibility: str = "visible"
     path: Path = DEFAULT_RUBRIC
+    late: LatePolicy | None = None
 
     def rule(self, check_id: str) -> CheckRule | None:
         return next((rule for rule in self.checks if rule.id == check_id), None)
@@ -70,7 +90,20 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
         image=str(expect.get("image", "dist_dcgan")),
         visibility=visibility,
         path=path,
+        late=_late_policy(path, data.get("late")),
     )
+
+
+def _late_policy(path: Path, spec) -> LatePolicy | None:
+    if spec is None or spec == "none":
+        return None
+    example = "write late: {penalty_per_day: 10%, max_days: 5}, or late: none"
+    if not isinstance(spec, dict) or set(spec) != {"penalty_per_day", "max_days"}:
+        raise RubricError(f"--rubric {path}: 'late:' needs penalty_per_day and max_days; {example}")
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(spec["penalty_per_day"]))
+    if not match or float(match.group(1)) > 100:
+        raise RubricError(f"--rubric {path}: late.penalty_per_day {spec['penalty_per_day']!r} is not a percentage up to 100%; {example}")
+    return LatePolicy(float(match.group(1)) / 100, _positive_int(path, "late.max_days", spec["max_days"]))
 
 
 def _check_rule(path: Path, check_id: str, spec) -> CheckRule:

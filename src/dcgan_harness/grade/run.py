@@ -23,6 +23,7 @@ from ..localcloud.controller import (
 )
 from ..localcloud.engine import progress, remove_container
 from ..localcloud.vms import exec_in
+from .staging import stage_submission_app
 from .work import GradingRun, SubmissionWork
 
 UPSTREAM_PREFIXES = (
@@ -86,12 +87,16 @@ class RunStage:
             work.run_problem = f"the playbook did not run: {work.submission.problem}"
             work.report(self.name, "skipped: no configure.yaml", time.monotonic() - started)
             return
+        if run.app_dir is not None:
+            work.staged = stage_submission_app(
+                run.client, run.app_dir, run.mnist_dir, run.staged_images, run.grading_id, work.run_id
+            )
         work.cloud = up(1, work.run_id, client=run.client, images=run.images)
         # Ctrl-C may have come while the VM booted: its cleanup has run already.
         if run.stop.is_set():
             raise KeyboardInterrupt
         vm = work.cloud.vms[0]
-        redirect_upstream_on(run.client, vm.name, run.served.url)
+        redirect_upstream_on(run.client, vm.name, work.served(run).url)
         network = f"dcgan-sandbox-{work.run_id}"
         controller = f"dcgan-controller-{work.run_id}"
         try:

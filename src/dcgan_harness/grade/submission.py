@@ -12,10 +12,12 @@ import itertools
 import re
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .formats import RESERVED_NAMES
+from .results import Provenance
 
 PLAYBOOK_NAME = "configure.yaml"
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -37,6 +39,8 @@ class Submission:
     source: Path
     playbook: bytes | None  # None when the submission holds no configure.yaml
     problem: str = ""  # why playbook is None
+    # For a git repository: the commit graded, the late ones, what its history holds.
+    origin: Provenance | None = None
 
 
 def name_of(path: Path) -> str:
@@ -45,10 +49,15 @@ def name_of(path: Path) -> str:
     A file named configure.yaml takes its folder's name: every student's has that stem.
     """
     name = path.resolve().parent.name if path.name == PLAYBOOK_NAME and path.is_file() else path.name
-    for suffix in ARCHIVE_SUFFIXES + PLAYBOOK_SUFFIXES:
+    for suffix in ARCHIVE_SUFFIXES + PLAYBOOK_SUFFIXES + (".git",):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
             break
+    return clean_name(name)
+
+
+def clean_name(name: str) -> str:
+    """A name usable as a folder of --out on any file system."""
     return SAFE_NAME.sub("_", name).strip("._")[:MAX_NAME_CHARS].strip("._") or "submission"
 
 
@@ -60,12 +69,14 @@ def is_playbook_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in PLAYBOOK_SUFFIXES
 
 
-def discover(paths: list[Path]) -> list[Submission]:
+def discover(paths: list[Path], loader: Callable[[Path], Submission] | None = None) -> list[Submission]:
     """Every submission the paths name, in a stable order, with unique names.
 
     A folder holding configure.yaml is one submission; any other folder is a
     class: each of its entries (a .yaml file, a folder, an archive) is one.
+    loader reads one entry (repos.py's also reads git repositories).
     """
+    load_one = loader or load
     found: list[Submission] = []
     for path in paths:
         if not path.exists():
@@ -75,9 +86,9 @@ def discover(paths: list[Path]) -> list[Submission]:
             members = [p for p in entries if p.is_dir() or is_archive(p) or is_playbook_file(p)]
             if not members:
                 raise SubmissionError(f"{path}: holds neither {PLAYBOOK_NAME} nor submissions; pass a folder of submissions")
-            found += [load(member) for member in members]
+            found += [load_one(member) for member in members]
         else:
-            found.append(load(path))
+            found.append(load_one(path))
     return unique_names(found)
 
 
@@ -146,17 +157,23 @@ def unique_names(submissions: list[Submission]) -> list[Submission]:
     ana-3, and grades.csv.yaml becomes grades.csv-2. Names compare without
     case: on macOS and Windows, Ana and ana are one folder.
     """
-    taken = {submission.name.casefold() for submission in submissions} | RESERVED_NAMES
+    names = unique([submission.name for submission in submissions])
+    return [replace(submission, name=name) for submission, name in zip(submissions, names)]
+
+
+def unique(names: list[str]) -> list[str]:
+    """The names made unique the way unique_names says."""
+    taken = {name.casefold() for name in names} | RESERVED_NAMES
     given: set[str] = set()
     result = []
-    for submission in submissions:
-        name = submission.name
+    for own in names:
+        name = own
         if name.casefold() in given or name.casefold() in RESERVED_NAMES:
-            candidates = (f"{submission.name}-{n}" for n in itertools.count(2))
+            candidates = (f"{own}-{n}" for n in itertools.count(2))
             name = next(candidate for candidate in candidates if candidate.casefold() not in taken)
         given.add(name.casefold())
         taken.add(name.casefold())
-        result.append(replace(submission, name=name))
+        result.append(name)
     return result
 
 

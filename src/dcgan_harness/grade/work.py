@@ -13,6 +13,7 @@ from ..localcloud import Cloud, CloudImages, ServedApp
 from ..localcloud.controller import SandboxResult
 from .results import CheckResult, StageReport, SubmissionResult
 from .rubric import Rubric
+from .staging import StagedApp
 from .submission import Submission
 
 FAST = "fast"
@@ -36,6 +37,11 @@ class GradingRun:
     timeout: float
     rubric: Rubric
     out_dir: Path
+    # Where each submission's own copy of the app and its MNIST images come from.
+    app_dir: Path | None = None
+    mnist_dir: Path | None = None
+    # The served Dockerfile built on this machine, for the grader's own runs; None: the runtime image.
+    reference_image: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     # Run ids of the submissions' VMs, for the cleanup after Ctrl-C.
     run_ids: set[str] = field(default_factory=set)
@@ -56,6 +62,8 @@ class SubmissionWork:
     result: SubmissionResult
     run_id: str = ""
     playbook_path: Path | None = None
+    # This submission's app and data, served for its VM alone (staging.py).
+    staged: StagedApp | None = None
     cloud: Cloud | None = None
     sandbox: SandboxResult | None = None
     # Why the playbook did not run, when it did not.
@@ -67,6 +75,10 @@ class SubmissionWork:
     @property
     def name(self) -> str:
         return self.submission.name
+
+    def served(self, run: GradingRun) -> ServedApp:
+        """What this submission's VM clones: its own copy when staged, else the class's."""
+        return self.staged.served if self.staged is not None else run.served
 
     @property
     def log_path(self) -> Path:

@@ -141,3 +141,18 @@ def _check_served(server, name: str, commit: str, timeout: float = 10.0) -> None
     )
 
 
+
+
+def served_tree(client: docker.DockerClient, run_id: str, name: str, commit: str) -> dict[str, str]:
+    """path -> blob id of every file of a served commit, as the run's git server holds it."""
+    server = ensure_git_server(client, run_id)
+    code, output = exec_in(server, ["git", "--git-dir", f"/srv/git/{name}.git", "ls-tree", "-r", "-z", commit])
+    if code != 0:
+        raise LocalCloudError(f"the git server cannot list commit {commit[:12]} of {name}.git: {output[:120]}")
+    tree = {}
+    for entry in output.split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            tree[path] = parts[2]
+    return tree

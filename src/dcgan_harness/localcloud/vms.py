@@ -518,7 +518,7 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
     if client is None:
         _remove_state(run_id)
         return []
-    removed = _remove_containers(client, run_id, roles=("vm", "git", "controller"))
+    removed = _remove_containers(client, run_id, roles=("vm", "git", "controller", "reference"))
     for network in client.networks.list(filters=_project_filter(run_id)):
         # Sandbox networks of the grader; their members are gone by now.
         try:

@@ -1,0 +1,403 @@
+"""What a VM holds, read on the grading machine with the grader's own code.
+
+A student is root on the VM and may replace any of its programs (docker,
+git, find, systemctl) or make them lie. So the evidence for a grade is read
+from outside: the VM's root file system and its Docker storage as the
+grading machine's engine keeps them, and the VM's processes as this machine
+sees them. Every path is walked one component at a time without following a
+link, and only regular files are read, bounded in size; walks are bounded
+in entries and depth. A FIFO, a device or a link where a file should be is
+simply not evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# Folders a clone cannot be in, or that are the system's own.
+PRUNED = frozenset({"proc", "sys", "dev", "run", "boot", "usr/lib", "usr/share", "usr/include", "var/lib/docker",
+                    "var/lib/dpkg", "var/lib/apt", "var/cache", "etc"})
+MAX_WALK_ENTRIES = 300_000
+MAX_WALK_DEPTH = 12
+MAX_SMALL_FILE = 1 << 20
+# A clone's objects, copied for the grader's git: the served repository is a few MB.
+MAX_OBJECTS_BYTES = 512 << 20
+GIT_TIMEOUT_S = 60
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class EvidenceError(Exception):
+    """The VM cannot be read from outside on this machine; the message says why."""
+
+
+class SafeTree:
+    """A folder of this machine that the VM writes, read without trusting anything in it."""
+
+    def __init__(self, root: str | os.PathLike, inside: tuple[str, ...] = ()):
+        self.root = Path(root)
+        # Folders below the root that every path starts with, each opened without following links.
+        self.inside = inside
+        if not self.root.is_dir():
+            raise EvidenceError(f"{self.root} is not a folder this machine can read")
+
+    @classmethod
+    def below(cls, tree: SafeTree, relative: str) -> SafeTree | None:
+        """The same tree, narrowed to a folder of it; None when that is no folder."""
+        if not tree.is_dir(relative):
+            return None
+        return cls(tree.root, tree.inside + tuple(cls._parts(relative)))
+
+    def _open_dir(self, parts: list[str]) -> int:
+        # The root itself may be a link (/proc/<pid>/root is one, on purpose); nothing below it is followed.
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in [*self.inside, *parts]:
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def _parts(relative: str) -> list[str]:
+        parts = [part for part in relative.strip("/").split("/") if part and part != "."]
+        if ".." in parts:
+            raise EvidenceError(f"{relative}: '..' is not followed")
+        return parts
+
+    def read(self, relative: str, limit: int = MAX_SMALL_FILE) -> bytes | None:
+        """The file's bytes; None when it is missing, not a regular file, behind a link, or over the limit."""
+        parts = self._parts(relative)
+        if not parts:
+            return None
+        try:
+            folder = self._open_dir(parts[:-1])
+        except OSError:
+            return None
+        try:
+            fd = os.open(parts[-1], FILE_FLAGS, dir_fd=folder)
+        except OSError:
+            return None
+        finally:
+            os.close(folder)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read(limit + 1)
+            return data if len(data) <= limit else None
+        finally:
+            os.close(fd)
+
+    def is_dir(self, relative: str) -> bool:
+        try:
+            os.close(self._open_dir(self._parts(relative)))
+        except OSError:
+            return False
+        return True
+
+    def entries(self, relative: str) -> list[tuple[str, str]]:
+        """(name, kind) of a folder's entries, kind one of dir, file, other; links count as other."""
+        try:
+            fd = self._open_dir(self._parts(relative))
+        except OSError:
+            return []
+        try:
+            found = []
+            with os.scandir(fd) as listing:
+                for entry in listing:
+                    if entry.is_symlink():
+                        kind = "other"
+                    elif entry.is_dir(follow_symlinks=False):
+                        kind = "dir"
+                    elif entry.is_file(follow_symlinks=False):
+                        kind = "file"
+                    else:
+                        kind = "other"
+                    found.append((entry.name, kind))
+            return found
+        finally:
+            os.close(fd)
+
+    def files_below(self, relative: str, max_entries: int = MAX_WALK_ENTRIES) -> Iterator[str]:
+        """Every regular file under a folder, relative to it, bounded in entries and depth."""
+        seen = 0
+        stack = [("", 0)]
+        while stack:
+            below, depth = stack.pop()
+            for name, kind in self.entries(f"{relative}/{below}"):
+                seen += 1
+                if seen > max_entries:
+                    return
+                path = f"{below}/{name}".lstrip("/")
+                if kind == "file":
+                    yield path
+                elif kind == "dir" and depth < MAX_WALK_DEPTH:
+                    stack.append((path, depth + 1))
+
+    def folders_named(self, name: str) -> list[str]:
+        """Every folder with this name from the root down, not below another one; bounded."""
+        return self._find(lambda entry, kind: kind == "dir" and entry == name)
+
+    def files_named(self, names: tuple[str, ...]) -> list[str]:
+        return self._find(lambda entry, kind: kind == "file" and entry in names)
+
+    def _find(self, wanted) -> list[str]:
+        found, seen = [], 0
+        stack = [("", 0)]
+        while stack:
+            below, depth = stack.pop()
+            for entry, kind in sorted(self.entries(below)):
+                seen += 1
+                if seen > MAX_WALK_ENTRIES:
+                    return sorted(found)
+                path = f"{below}/{entry}".lstrip("/")
+                if path in PRUNED:
+                    continue
+                if wanted(entry, kind):
+                    found.append(path)
+                elif kind == "dir" and depth < MAX_WALK_DEPTH:
+                    stack.append((path, depth + 1))
+        return sorted(found)
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a file's content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class VmFromOutside:
+    """A VM's root file system, its Docker storage and its processes, seen from this machine."""
+
+    root: SafeTree
+    docker: SafeTree | None
+    pids: list[int]
+
+    @classmethod
+    def of(cls, client, vm_name: str) -> VmFromOutside:
+        """The VM as its init process sees its files (every mount of the VM included), from this machine."""
+        container = client.containers.get(vm_name)
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if not pid:
+            raise EvidenceError(f"{vm_name} is not running")
+        root = SafeTree(f"/proc/{pid}/root")
+        try:
+            pids = [int(row[0]) for row in container.top(ps_args="-eo pid").get("Processes") or []]
+        except Exception:  # noqa: BLE001 - a VM that stopped has no processes
+            pids = []
+        docker = SafeTree.below(root, "var/lib/docker")
+        return cls(root, docker, pids)
+
+    # --- git ---------------------------------------------------------------------
+
+    def clones(self) -> list[str]:
+        """The folders holding a .git folder."""
+        return [path[: -len("/.git")] for path in self.root.folders_named(".git") if path.endswith("/.git")]
+
+    def head_of(self, clone: str) -> str:
+        """The commit id HEAD names, read as git would; empty when there is none."""
+        head = (self.root.read(f"{clone}/.git/HEAD", 4096) or b"").decode("ascii", "replace").strip()
+        if not head.startswith("ref: "):
+            return head if _is_sha(head) else ""
+        ref = head[len("ref: "):].strip()
+        if ref.startswith("refs/") and ".." not in ref:
+            loose = (self.root.read(f"{clone}/.git/{ref}", 4096) or b"").decode("ascii", "replace").strip()
+            if _is_sha(loose):
+                return loose
+        packed = (self.root.read(f"{clone}/.git/packed-refs") or b"").decode("ascii", "replace")
+        for line in packed.splitlines():
+            sha, _, name = line.partition(" ")
+            if name.strip() == ref and _is_sha(sha):
+                return sha
+        return ""
+
+    def tree_differences(self, clone: str, expected: dict[str, str]) -> list[str]:
+        """The tracked files whose content in the work tree is not the commit's (path -> blob id)."""
+        differing = []
+        for path, blob in sorted(expected.items()):
+            data = self.root.read(f"{clone}/{path}", 256 << 20)
+            if data is None or blob_id(data) != blob:
+                differing.append(path)
+        return differing
+
+    def holds_commit(self, clone: str, commit: str) -> tuple[bool, str]:
+        """Whether the clone's object store holds the commit and every object it reaches, by the grader's git.
+
+        The objects are copied out as plain files, with a config of the
+        grader's own: nothing of the student's .git/config or hooks reaches git.
+        """
+        with tempfile.TemporaryDirectory(prefix="dcgan-clone-") as tmp:
+            copy = Path(tmp) / "repo.git"
+            size = 0
+            for relative in self.root.files_below(f"{clone}/.git/objects"):
+                if relative.startswith("info/"):
+                    continue  # alternates would point git at other object stores
+                data = self.root.read(f"{clone}/.git/objects/{relative}", MAX_OBJECTS_BYTES)
+                if data is None:
+                    continue
+                size += len(data)
+                if size > MAX_OBJECTS_BYTES:
+                    return False, f"its objects exceed {MAX_OBJECTS_BYTES >> 20} MiB"
+                target = copy / "objects" / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            (copy / "refs").mkdir(parents=True, exist_ok=True)
+            (copy / "objects").mkdir(parents=True, exist_ok=True)
+            (copy / "HEAD").write_text(f"{commit}\n")
+            (copy / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
+            environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "GIT_CONFIG_NOSYSTEM": "1",
+                           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_DIR": str(copy)}
+            try:
+                listed = subprocess.run(
+                    ["git", "rev-list", "--objects", "--quiet", commit], env=environment, capture_output=True,
+                    text=True, timeout=GIT_TIMEOUT_S,
+                )
+            except subprocess.TimeoutExpired:
+                return False, f"git could not read its objects within {GIT_TIMEOUT_S} s"
+            if listed.returncode != 0:
+                said = (listed.stderr.strip().splitlines() or ["objects missing"])[-1]
+                return False, f"its object store lacks the commit or objects it needs ({said})"
+            return True, ""
+
+    # --- Docker storage -------------------------------------------------------------
+
+    def image_config(self, reference: str) -> tuple[str, dict] | None:
+        """The image id and configuration a tag names in the VM's Docker storage; None when none."""
+        import json
+
+        if self.docker is None:
+            return None
+        for driver, kind in self.docker.entries("image"):
+            if kind != "dir":
+                continue
+            raw = self.docker.read(f"image/{driver}/repositories.json")
+            try:
+                repositories = json.loads(raw or b"{}").get("Repositories") or {}
+            except ValueError:
+                continue
+            repository = reference.split(":", 1)[0]
+            tags = repositories.get(repository) or {}
+            image_id = tags.get(reference if ":" in reference else f"{reference}:latest")
+            if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+                continue
+            digest = image_id.split(":", 1)[1]
+            content = self.docker.read(f"image/{driver}/imagedb/content/sha256/{digest}")
+            # The id is the digest of the configuration: a file edited by hand no longer matches it.
+            if content is None or hashlib.sha256(content).hexdigest() != digest:
+                continue
+            try:
+                return image_id, json.loads(content)
+            except ValueError:
+                continue
+        return None
+
+    # --- Processes --------------------------------------------------------------------
+
+    def program_name(self, pid: int) -> str:
+        try:
+            return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+        except OSError:
+            return ""
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
+# --- Packages ----------------------------------------------------------------------------
+
+
+def installed_version(vm: VmFromOutside, package: str) -> str | None:
+    """The version dpkg records as installed, from the VM's status file; None when not installed."""
+    status = (vm.root.read("var/lib/dpkg/status", 64 << 20) or b"").decode("utf-8", "replace")
+    for stanza in status.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" ")
+        )
+        if fields.get("Package") == package and fields.get("Status", "").endswith(" installed"):
+            return fields.get("Version")
+    return None
+
+
+def package_md5sums(cache: SafeTree, package: str, version: str) -> dict[str, str]:
+    """path -> md5 of a package's files, from the .deb the grader's apt cache fetched from Debian.
+
+    The VM's own /var/lib/dpkg/info/*.md5sums is the student's to rewrite;
+    the cache's copy of the package is not.
+    """
+    import io
+    import lzma
+    import tarfile
+
+    file_version = version.split(":", 1)[-1]
+    wanted = f"{package}_{file_version}_"
+    for path in cache.files_below(""):
+        name = path.rsplit("/", 1)[-1]
+        if not (name.startswith(wanted) and name.endswith(".deb")):
+            continue
+        deb = cache.read(path, 512 << 20)
+        if deb is None:
+            continue
+        control = _ar_member(deb, "control.tar")
+        if control is None:
+            continue
+        name_of_member, data = control
+        if name_of_member.endswith(".xz"):
+            data = lzma.decompress(data)
+        elif name_of_member.endswith(".gz"):
+            import gzip
+
+            data = gzip.decompress(data)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "md5sums"), None)
+            handle = archive.extractfile(member) if member is not None else None
+            text = handle.read().decode("utf-8", "replace") if handle else ""
+        sums = {}
+        for line in text.splitlines():
+            digest, _, file = line.partition("  ")
+            if digest and file:
+                sums["/" + file.strip()] = digest
+        return sums
+    return {}
+
+
+def _ar_member(archive: bytes, prefix: str) -> tuple[str, bytes] | None:
+    """The first member of a Debian ar archive whose name starts with prefix."""
+    if not archive.startswith(b"!<arch>\n"):
+        return None
+    offset = 8
+    while offset + 60 <= len(archive):
+        header = archive[offset : offset + 60]
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            return None
+        start = offset + 60
+        if name.startswith(prefix):
+            return name, archive[start : start + size]
+        offset = start + size + (size % 2)
+    return None
+
+
+def md5_of_program(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/exe", "rb") as program:
+            digest = hashlib.md5()  # noqa: S324 - compared with dpkg's own md5sums, not used for security alone
+            for chunk in iter(lambda: program.read(1 << 20), b""):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except OSError:
+        return ""

@@ -1,0 +1,74 @@
+"""Evidence, not claims: each step scores on what the grader reads from
+outside the VM and on its own run of the DCGAN, so the fakes of the test
+class earn nothing for what they fake, verify ends within its bounds
+whatever the VM holds, and honest work keeps every point."""
+
+from __future__ import annotations
+
+import json
+
+from dcgan_harness.grade.rubric import load_rubric
+
+RUBRIC = load_rubric()
+# What a verify stage takes at most here: reading from outside takes well
+# under a second, the grader's own run of the DCGAN seconds to a minute.
+VERIFY_BOUND_S = 300
+
+
+def checks_by_id(results: dict) -> dict[str, dict]:
+    names = {rule.name: rule.id for rule in RUBRIC.checks}
+    return {names[test["name"]]: test for test in results["tests"]}
+
+
+def stage_seconds(graded, name: str, stage: str) -> float:
+    output = graded.results(name)["output"]
+    line = next(line for line in output.splitlines() if line.startswith(f"{stage}: "))
+    return float(line.rsplit("(", 1)[1].rstrip("s)"))
+
+
+def test_an_imported_image_is_not_a_build(graded):
+    build = checks_by_id(graded.results("fabricated-output"))["build"]
+    assert build["score"] == 0
+    assert "was not built from the clone's Dockerfile" in build["output"], build["output"]
+
+
+def test_a_printed_output_is_not_a_training(graded):
+    run = checks_by_id(graded.results("fabricated-output"))["run"]
+    assert run["score"] == 0
+    assert "does not hold what the DCGAN prints on this submission's data" in run["output"], run["output"]
+    # The fake is complete by the parser's measure: only the losses give it away.
+    assert "is not one complete epoch" not in run["output"]
+
+
+def test_what_the_faker_really_did_still_counts(graded):
+    checks = checks_by_id(graded.results("fabricated-output"))
+    assert checks["install"]["score"] == checks["install"]["max_score"], checks["install"]["output"]
+    assert checks["clone"]["score"] == checks["clone"]["max_score"], checks["clone"]["output"]
+    assert checks["fetch"]["score"] == checks["fetch"]["max_score"], checks["fetch"]["output"]
+
+
+def test_a_fake_engine_is_not_an_install(graded):
+    install = checks_by_id(graded.results("fake-engine-and-clone"))["install"]
+    assert install["score"] == 0
+    assert "no process of the VM runs its dockerd" in install["output"], install["output"]
+
+
+def test_a_head_without_objects_is_not_a_clone(graded):
+    clone = checks_by_id(graded.results("fake-engine-and-clone"))["clone"]
+    assert clone["score"] == 0
+    assert "lacks the commit or objects it needs" in clone["output"], clone["output"]
+
+
+def test_a_fifo_as_head_does_not_hold_verify_up(graded):
+    assert stage_seconds(graded, "fake-engine-and-clone", "verify") < VERIFY_BOUND_S
+    assert graded.results("fake-engine-and-clone")["score"] == RUBRIC.rule("static").points
+
+
+def test_honest_work_is_shown_by_its_evidence(graded):
+    results = graded.results("course-style")
+    checks = checks_by_id(results)
+    assert results["score"] == sum(rule.points for rule in RUBRIC.checks), json.dumps(results, indent=1)[:4000]
+    assert "checked against Debian's package" in checks["install"]["output"]
+    assert "its objects and its files checked" in checks["clone"]["output"]
+    assert "built from the clone's Dockerfile (1 RUN step(s) on dcgan-runtime:latest)" in checks["build"]["output"]
+    assert "are those of the grader's own run on this submission's own 256 images" in checks["run"]["output"]
