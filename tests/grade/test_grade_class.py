@@ -45,6 +45,8 @@ EXPECTED_PASSES = {
     # Fakes of the steps (test_grade_evidence.py): only what was really done counts.
     "fabricated-output": {"install", "clone", "fetch"},
     "fake-engine-and-clone": set(),
+    # Tries to change the other submissions' runtime (test_grade_evidence.py).
+    "mirror-poison": {"install"},
 }
 HOSTILE = sorted(p.stem for p in SUBMISSIONS.iterdir() if p.name.startswith("hostile-")) + ["packed-plugins"]
 

@@ -6,8 +6,12 @@ whatever the VM holds, and honest work keeps every point."""
 from __future__ import annotations
 
 import json
+import urllib.request
+
+import docker
 
 from dcgan_harness.grade.rubric import load_rubric
+from dcgan_harness.localcloud.images import REGISTRY_RUNTIME_REPO, RUNTIME_IMAGE, ensure_registry, registry_for
 
 RUBRIC = load_rubric()
 # What a verify stage takes at most here: reading from outside takes well
@@ -72,3 +76,23 @@ def test_honest_work_is_shown_by_its_evidence(graded):
     assert "its objects and its files checked" in checks["clone"]["output"]
     assert "built from the clone's Dockerfile (1 RUN step(s) on dcgan-runtime:latest)" in checks["build"]["output"]
     assert "are those of the grader's own run on this submission's own 256 images" in checks["run"]["output"]
+
+
+def test_no_submission_can_push_to_the_mirror_the_others_pull_from(graded):
+    log = (graded.out / "mirror-poison" / "log.txt").read_text(errors="replace")
+    assert "mirror push exit status: " in log, log[-3000:]
+    assert "mirror push exit status: 0" not in log, log[-3000:]
+
+
+def test_the_mirror_still_serves_the_published_runtime_after_the_class(graded):
+    client = docker.from_env()
+    registry = registry_for(client)
+    request = urllib.request.Request(
+        f"http://{registry.address_for_vms}/v2/{REGISTRY_RUNTIME_REPO}/manifests/latest",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    ensure_registry(client)
+    with opener.open(request, timeout=10) as response:
+        manifest = json.loads(response.read())
+    assert manifest["config"]["digest"] == client.images.get(RUNTIME_IMAGE).id

@@ -82,6 +82,22 @@ def test_a_second_fresh_vm_gets_its_packages_from_the_cache(two_vms, docker_clie
     assert {kind for kind, _ in records} == {"O"}, f"the second VM's {PACKAGE} came from the archive: {records}"
 
 
+# What the VM fetches: the page's body, or the refusal, on one line each.
+FETCH_REPORT_PAGE = """python3 - <<'EOF'
+import urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen("http://{address}/acng-report.html", timeout=10).read().decode(errors="replace"))
+except urllib.error.HTTPError as error:
+    print("refused:", error.code)
+EOF"""
+
+
+def test_the_cache_offers_vms_no_report_or_maintenance_page(two_vms, docker_client):
+    address = aptcache.SHARED.address_for_vms(docker_client)
+    page = run_in(two_vms.vms[0], docker_client, FETCH_REPORT_PAGE.format(address=address))
+    assert "maintenance page" not in page and "Command And Control" not in page, page[:600]
+
+
 def test_apt_works_without_the_cache(two_vms, docker_client):
     """Last of the VM tests: it points the second VM's hook at a port where nothing answers."""
     vm = two_vms.vms[1]

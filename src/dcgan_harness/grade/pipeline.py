@@ -18,6 +18,7 @@ from pathlib import Path
 from ..interrupts import sigterm_as_ctrl_c
 from ..localcloud import down, ensure_engine, prepare_images, progress, serve_app
 from ..localcloud.controller import ensure_controller_image
+from ..localcloud.images import runtime_digest
 from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, printable, write_atomically
 from .results import ERROR, CheckResult, SubmissionResult
 from .rubric import Rubric
@@ -45,6 +46,7 @@ def start_grading(
     return GradingRun(
         client, images, controller_image, served, grading_id, mode, timeout, rubric, out_dir,
         app_dir=Path(app_dir), mnist_dir=Path(mnist_dir), reference_image=reference_image,
+        runtime_digest=runtime_digest(images.registry),
     )
 
 

@@ -22,6 +22,7 @@ from ..localcloud.controller import (
     run_sandboxed,
 )
 from ..localcloud.engine import progress, remove_container
+from ..localcloud.images import ensure_mirror, runtime_digest
 from ..localcloud.vms import exec_in
 from .staging import stage_submission_app
 from .work import GradingRun, SubmissionWork
@@ -87,6 +88,7 @@ class RunStage:
             work.run_problem = f"the playbook did not run: {work.submission.problem}"
             work.report(self.name, "skipped: no configure.yaml", time.monotonic() - started)
             return
+        check_mirror(run)
         if run.app_dir is not None:
             work.staged = stage_submission_app(
                 run.client, run.app_dir, run.mnist_dir, run.staged_images, run.grading_id, work.run_id
@@ -135,6 +137,23 @@ class RunStage:
         work.report(self.name, summary, time.monotonic() - started)
         if sandbox.timed_out:
             progress(f"grade: {work.name}: {work.run_problem}")
+
+
+def check_mirror(run: GradingRun) -> None:
+    """The runtime the VMs pull is the one the grader published, before each submission's VM starts.
+
+    VMs reach the mirror read-only, so no submission can change it; this
+    catches anything else that did.
+    """
+    if run.runtime_digest is None:
+        return
+    ensure_mirror(run.client)
+    served = runtime_digest(run.images.registry)
+    if served != run.runtime_digest:
+        raise LocalCloudError(
+            f"the registry mirror serves the runtime as {served}, not {run.runtime_digest} as published;"
+            " run `dcgan-harness cloud down --all` and grade again"
+        )
 
 
 def first_failure(log: str) -> str:

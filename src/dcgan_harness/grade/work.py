@@ -42,6 +42,8 @@ class GradingRun:
     mnist_dir: Path | None = None
     # The served Dockerfile built on this machine, for the grader's own runs; None: the runtime image.
     reference_image: str | None = None
+    # The manifest digest of the runtime as published to the mirror, checked before each submission.
+    runtime_digest: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     # Run ids of the submissions' VMs, for the cleanup after Ctrl-C.
     run_ids: set[str] = field(default_factory=set)

@@ -73,6 +73,9 @@ LogDir: /var/log/apt-cacher-ng
 # Keep packages nobody asked for in a month, not the default 4 days: a course
 # machine may sit idle between terms of grading.
 ExThreshold: 30
+# No report and maintenance page: from it a VM could delete or expire what
+# every other VM installs from.
+ReportPage:
 """
 
 

@@ -96,6 +96,9 @@ SHIM_DIR = Path(__file__).resolve().parents[1] / "runtime"
 SHIM_FILES = ("torchvision_cpu_shim.py", "torchvision-cpu-shim.pth")
 
 REGISTRY_NAME = "dcgan-registry"
+# The same storage served read-only to the VMs: they pull the runtime through
+# it and can push nothing that another submission would pull.
+REGISTRY_READONLY_NAME = "dcgan-registry-readonly"
 REGISTRY_VOLUME = "dcgan-registry-data"
 REGISTRY_PORT = int(os.environ.get("DCGAN_REGISTRY_PORT", "5055"))
 REGISTRY_RUNTIME_REPO = "library/dcgan-runtime"
@@ -729,7 +732,7 @@ RUN apt-get update -q \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 # Repositories arrive by put_archive, owned by whoever ran the harness.
 RUN git config --system --add safe.directory '*' && mkdir -p /srv/git
-COPY registry.yml /etc/localcloud/registry.yml
+COPY registry.yml registry-readonly.yml /etc/localcloud/
 """
 
 REGISTRY_CONFIG = """\
@@ -745,12 +748,34 @@ http:
   addr: :5000
 """
 
+# What the VMs reach: every push refused, and nothing of the storage written
+# (the volume is mounted read-only too).
+REGISTRY_READONLY_CONFIG = """\
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  maintenance:
+    readonly:
+      enabled: true
+    uploadpurging:
+      enabled: false
+http:
+  addr: :5000
+"""
+
 
 @one_line_errors
 def ensure_services_image(client: docker.DockerClient) -> str:
     """dcgan-services:<hash>: Debian's docker-registry and git, for the two servers VMs use."""
     base = ensure_debian_base(client)
-    files = {"Dockerfile": SERVICES_DOCKERFILE.format(base=base), "registry.yml": REGISTRY_CONFIG}
+    files = {
+        "Dockerfile": SERVICES_DOCKERFILE.format(base=base),
+        "registry.yml": REGISTRY_CONFIG,
+        "registry-readonly.yml": REGISTRY_READONLY_CONFIG,
+    }
     return ensure_recipe_image(client, SERVICES_REPO, "services", files)
 
 
@@ -786,12 +811,11 @@ def ensure_registry(client: docker.DockerClient, port: int = REGISTRY_PORT) -> R
     """Start (or reuse) the registry container; its data volume survives `down` as a cache."""
     registry = registry_for(client, port)
     image = ensure_services_image(client)
-    container = _find_registry(client)
-    if container is not None and not _registry_is_current(container, image, port):
-        container.remove(force=True)
-        container = None
-    if container is None:
-        _start_registry(client, image, registry, port)
+    for name in (REGISTRY_NAME, REGISTRY_READONLY_NAME):
+        container = _find_registry(client, name)
+        if container is not None and not _registry_is_current(container, image, port):
+            container.remove(force=True)
+    _start_registry(client, image, registry, port)
     wait_for_registry(registry)
     return registry
 
@@ -801,32 +825,44 @@ def _registry_is_current(container, image: str, port: int) -> bool:
     return (
         container.status == "running"
         and image in container.image.tags
+        and bool(bindings)
         and all(b.get("HostPort") == str(port) for b in bindings)
     )
 
 
-def _find_registry(client: docker.DockerClient):
+def _find_registry(client: docker.DockerClient, name: str = REGISTRY_NAME):
     try:
-        return client.containers.get(REGISTRY_NAME)
+        return client.containers.get(name)
     except docker.errors.NotFound:
         return None
 
 
 def _start_registry(client: docker.DockerClient, image: str, registry: Registry, port: int) -> None:
+    """The writer on loopback for the host engine's push, the read-only reader on the VMs' gateway."""
     if not client.volumes.list(filters={"name": f"^{REGISTRY_VOLUME}$"}):
         client.volumes.create(REGISTRY_VOLUME, labels=project_labels("registry-data"))
     gateway = registry.address_for_vms.rsplit(":", 1)[0]
+    servers = (
+        (REGISTRY_NAME, "registry.yml", "rw", ("127.0.0.1", port)),
+        (REGISTRY_READONLY_NAME, "registry-readonly.yml", "ro", (gateway, port)),
+    )
+    for name, config, mode, binding in servers:
+        if _find_registry(client, name) is not None:
+            continue
+        _run_registry(client, image, name, config, mode, binding, port)
+
+
+def _run_registry(client, image: str, name: str, config: str, mode: str, binding: tuple, port: int) -> None:
     try:
         client.containers.run(
             image,
-            ["docker-registry", "serve", "/etc/localcloud/registry.yml"],
-            name=REGISTRY_NAME,
+            ["docker-registry", "serve", f"/etc/localcloud/{config}"],
+            name=name,
             detach=True,
             labels=project_labels("registry"),
-            volumes={REGISTRY_VOLUME: {"bind": "/var/lib/registry", "mode": "rw"}},
-            # Loopback for the host engine's push (trusted without TLS), the
-            # bridge gateway for the VMs; never all interfaces.
-            ports={"5000/tcp": [("127.0.0.1", port), (gateway, port)]},
+            volumes={REGISTRY_VOLUME: {"bind": "/var/lib/registry", "mode": mode}},
+            # Never all interfaces.
+            ports={"5000/tcp": [binding]},
         )
     except docker.errors.APIError as error:
         if error.status_code == 409:
@@ -840,20 +876,22 @@ def _start_registry(client: docker.DockerClient, image: str, registry: Registry,
 
 def wait_for_registry(registry: Registry, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    url = f"http://{registry.push_address}/v2/"
     # No proxy: an http_proxy from the environment cannot reach our loopback.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.monotonic() < deadline:
-        try:
-            with opener.open(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise LocalCloudError(
-        f"the registry mirror did not answer at {url} within {timeout:.0f}s; see `docker logs {REGISTRY_NAME}`"
-    )
+    for address, name in ((registry.push_address, REGISTRY_NAME), (registry.address_for_vms, REGISTRY_READONLY_NAME)):
+        url = f"http://{address}/v2/"
+        while True:
+            try:
+                with opener.open(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise LocalCloudError(
+                    f"the registry mirror did not answer at {url} within {timeout:.0f}s; see `docker logs {name}`"
+                )
+            time.sleep(0.3)
 
 
 @one_line_errors
@@ -871,17 +909,22 @@ def publish_runtime(client: docker.DockerClient, registry: Registry) -> None:
 
 def mirror_holds_runtime(registry: Registry) -> bool:
     """Whether the mirror answers and serves the runtime under the name VMs ask for."""
+    return runtime_digest(registry) is not None
+
+
+def runtime_digest(registry: Registry, address: str | None = None) -> str | None:
+    """The manifest digest under which the mirror serves the runtime to VMs; None when it does not."""
     request = urllib.request.Request(
-        f"http://{registry.push_address}/v2/{REGISTRY_RUNTIME_REPO}/manifests/latest",
+        f"http://{address or registry.address_for_vms}/v2/{REGISTRY_RUNTIME_REPO}/manifests/latest",
         method="HEAD",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=5) as response:
-            return response.status == 200
+            return response.headers.get("Docker-Content-Digest") if response.status == 200 else None
     except (urllib.error.URLError, OSError):
-        return False
+        return None
 
 
 @one_line_errors

@@ -39,6 +39,7 @@ from .images import (
     PROJECT_LABEL,
     PROJECT_VALUE,
     REGISTRY_NAME,
+    REGISTRY_READONLY_NAME,
     REGISTRY_VOLUME,
     ROLE_LABEL,
     CloudImages,
@@ -609,12 +610,15 @@ def _remove_volume(volume) -> None:
 
 
 def _stop_registry(client: docker.DockerClient) -> list[str]:
-    try:
-        client.containers.get(REGISTRY_NAME)
-    except docker.errors.NotFound:
-        return []
-    remove_container(client, REGISTRY_NAME)
-    return [REGISTRY_NAME]
+    stopped = []
+    for name in (REGISTRY_NAME, REGISTRY_READONLY_NAME):
+        try:
+            client.containers.get(name)
+        except docker.errors.NotFound:
+            continue
+        remove_container(client, name)
+        stopped.append(name)
+    return stopped
 
 
 def _remove_state(run_id: str | None) -> None:
