@@ -26,7 +26,6 @@ from pathlib import Path
 # Python formats non-finite floats as nan, inf and -inf; they must still parse.
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
 
-NAMESPACE_RE = re.compile(r"(Namespace\(.*\))\s*$")
 RANK_RE = re.compile(r"Rank: (\d+)\. World Size: (\d+)")
 DATASET_RE = re.compile(r"Dataset (\S+) loaded")
 ITERATION_RE = re.compile(
@@ -128,7 +127,16 @@ def iteration_from_match(match: re.Match, line_number: int) -> Iteration:
     )
 
 
+# The app's longest line is its Namespace(...), under 1 KiB; a longer line is
+# not one of its lines, and the regular expressions need not read it.
+MAX_LINE_CHARS = 64 * 1024
+MAX_NAMESPACE_CHARS = 4096
+
+
 def parse_line(result: RunOutput, line: str, line_number: int) -> None:
+    if len(line) > MAX_LINE_CHARS:
+        result.ignored_lines += 1
+        return
     # Iteration and epoch lines come first: they are by far the most common.
     if match := ITERATION_RE.search(line):
         result.iterations.append(iteration_from_match(match, line_number))
@@ -139,13 +147,22 @@ def parse_line(result: RunOutput, line: str, line_number: int) -> None:
         result.rank_lines.append((int(match[1]), int(match[2])))
     elif match := DATASET_RE.search(line):
         result.datasets_loaded.append(match[1])
-    elif (match := NAMESPACE_RE.search(line)) and result.namespace_line is None:
-        result.namespace_line = match[1]
-        result.args = parse_namespace_args(match[1])
+    elif (namespace := namespace_in(line)) and result.namespace_line is None:
+        result.namespace_line = namespace
+        result.args = parse_namespace_args(namespace) if len(namespace) <= MAX_NAMESPACE_CHARS else None
     else:
         if TRACEBACK_RE.search(line):
             result.tracebacks.append(line_number)
         result.ignored_lines += 1
+
+
+def namespace_in(line: str) -> str | None:
+    """The `Namespace(...)` that ends a line, found without a regular expression that backtracks."""
+    start = line.find("Namespace(")
+    if start < 0:
+        return None
+    candidate = line[start:].rstrip()
+    return candidate if candidate.endswith(")") else None
 
 
 def parse_output(text: str) -> RunOutput:

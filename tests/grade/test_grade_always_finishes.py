@@ -75,3 +75,30 @@ def test_a_flood_of_output_leaves_a_capped_log_with_its_beginning_and_end(graded
     assert "TASK [Show every line of it]" in text and text.count("PLAY RECAP") == 1
     assert "dropped here" in text
     assert "ansible-playbook succeeded" in graded.results("log-flood")["output"]
+
+
+# What the static stage takes at most with the rules' child process limited:
+# the sandboxed syntax check dominates; the rules give up in a second.
+STATIC_BOUND_S = 150
+
+
+def static_seconds(results: dict) -> float:
+    line = next(line for line in results["output"].splitlines() if line.startswith("static: "))
+    return float(line.rsplit("(", 1)[1].rstrip("s)"))
+
+
+def test_an_alias_bomb_is_one_line_of_feedback_at_once(graded):
+    results = graded.results("alias-bomb")
+    static = checks_by_id(results)["static"]
+    assert static_seconds(results) < STATIC_BOUND_S
+    bomb_lines = [line for line in static["output"].splitlines() if "aliases expand" in line]
+    assert len(bomb_lines) == 1 and bomb_lines[0].startswith("playbook rules not applied:"), static["output"]
+    assert results["score"] == STATIC_POINTS, json.dumps(results, indent=1)[:3000]
+
+
+def test_a_tower_of_powers_is_one_finding_at_once(graded):
+    results = graded.results("power-tower")
+    static = checks_by_id(results)["static"]
+    assert static_seconds(results) < STATIC_BOUND_S
+    assert [line for line in static["output"].splitlines() if "too large to evaluate" in line], static["output"]
+    assert results["score"] == STATIC_POINTS, json.dumps(results, indent=1)[:3000]

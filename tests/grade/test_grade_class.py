@@ -42,6 +42,8 @@ EXPECTED_PASSES = {
     "ana-2": set(),
     "ana-3": set(),
     "log-flood": set(),
+    "alias-bomb": set(),
+    "power-tower": set(),
     # Fakes of the steps (test_grade_evidence.py): only what was really done counts.
     "fabricated-output": {"install", "clone", "fetch"},
     "fake-engine-and-clone": set(),

@@ -10,6 +10,7 @@ import io
 import json
 import lzma
 import os
+import stat
 import subprocess
 import tarfile
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dcgan_harness.grade import reference, staging
+from dcgan_harness.grade import outside, reference, staging
 from dcgan_harness.grade.outside import SafeTree, VmFromOutside, blob_id, installed_version, package_md5sums
 from dcgan_harness.grade.verify import dockerfile_steps
 from dcgan_harness.output import Iteration
@@ -247,3 +248,75 @@ def test_each_choice_of_images_is_its_own_and_reproducible():
     assert first == again and first != other
     assert len(set(first)) == 256 and all(0 <= index < 10_000 for index in first)
     assert sorted(staging.image_choice(3, 10_000)) == list(range(10_000))
+
+
+# --- What a hostile VM may hold -------------------------------------------------------------
+
+
+def test_mounts_that_could_hang_a_reader_are_never_entered(tmp_path):
+    mountinfo = (
+        "22 1 0:21 / / rw - overlay overlay rw\n"
+        "30 22 0:40 / /home/ubuntu/slow rw,nosuid - fuse.sshfs host:/ rw\n"
+        "31 22 0:41 / /tmp rw - tmpfs tmpfs rw\n"
+        "32 22 0:42 / /mnt/with\\040space rw - nfs4 server:/ rw\n"
+    )
+    avoid = outside.unsafe_mounts(mountinfo)
+    assert avoid == {"home/ubuntu/slow", "mnt/with space"}
+    (tmp_path / "home/ubuntu/slow").mkdir(parents=True)
+    (tmp_path / "home/ubuntu/slow/output.txt").write_text("from a mount the grader must not enter")
+    tree = SafeTree(tmp_path, avoid=avoid)
+    assert tree.read("home/ubuntu/slow/output.txt") is None
+    assert tree.files_named(("output.txt",)) == []
+
+
+def test_a_device_where_a_file_should_be_is_looked_at_not_opened(tmp_path):
+    os.mknod(tmp_path / "output.txt", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    assert SafeTree(tmp_path).read("output.txt") is None
+
+
+def test_a_forged_tree_object_is_found_though_rev_list_would_miss_it(tmp_path, served):
+    origin, commit = served
+    vm = tmp_path / "vm"
+    git("clone", "--quiet", str(origin), str(vm / "app"), cwd=tmp_path)
+    git("repack", "-a", "-d", "--quiet", cwd=vm / "app")
+    tree = git("rev-parse", "HEAD^{tree}", cwd=vm / "app").strip()
+    blob = git("rev-parse", "HEAD:dist_dcgan.py", cwd=vm / "app").strip()
+    # A loose object of the tree's name holding an empty tree, and the blob gone.
+    for pack in (vm / "app/.git/objects/pack").glob("*"):
+        pack.unlink()
+    empty = subprocess.run(["git", "mktree"], input="", cwd=vm / "app", env=GIT_ENV, capture_output=True, text=True)
+    empty_id = empty.stdout.strip()
+    source = vm / "app/.git/objects" / empty_id[:2] / empty_id[2:]
+    forged = vm / "app/.git/objects" / tree[:2] / tree[2:]
+    forged.parent.mkdir(parents=True, exist_ok=True)
+    forged.write_bytes(source.read_bytes())
+    commit_object = subprocess.run(["git", "-C", str(origin), "cat-file", "commit", commit], capture_output=True).stdout
+    written = subprocess.run(
+        ["git", "hash-object", "-w", "-t", "commit", "--stdin"], input=commit_object, cwd=vm / "app", env=GIT_ENV,
+        capture_output=True,
+    )
+    assert written.stdout.decode().strip() == commit and blob
+    holds, why = vm_over(vm).holds_commit("app", commit)
+    assert not holds and "lacks the commit or objects it needs" in why
+
+
+def layer_store(root: Path, diff_ids: list[str], skip: int | None = None) -> None:
+    chain = ""
+    for number, diff_id in enumerate(diff_ids):
+        chain = diff_id if not chain else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        if number == skip:
+            continue
+        folder = root / "var/lib/docker/image/overlay2/layerdb/sha256" / chain.split(":", 1)[1]
+        folder.mkdir(parents=True)
+        (folder / "diff").write_text(diff_id)
+        (folder / "cache-id").write_text(f"cache{number}")
+        (root / f"var/lib/docker/overlay2/cache{number}/diff").mkdir(parents=True)
+
+
+def test_an_image_counts_only_with_its_layers_in_the_store(tmp_path):
+    diff_ids = ["sha256:" + hashlib.sha256(str(n).encode()).hexdigest() for n in range(3)]
+    layer_store(tmp_path / "whole", diff_ids)
+    assert vm_over(tmp_path / "whole").layers_present(diff_ids) == (True, "")
+    layer_store(tmp_path / "forged", diff_ids, skip=1)
+    present, why = vm_over(tmp_path / "forged").layers_present(diff_ids)
+    assert not present and why == "its layer 2 of 3 is not in the VM's layer store"

@@ -28,10 +28,15 @@ MAX_WALK_ENTRIES = 300_000
 MAX_WALK_DEPTH = 12
 MAX_SMALL_FILE = 1 << 20
 # A clone's objects, copied for the grader's git: the served repository is a few MB.
-MAX_OBJECTS_BYTES = 512 << 20
+MAX_OBJECTS_BYTES = 64 << 20
+GIT_MEMORY_BYTES = 1 << 30
 GIT_TIMEOUT_S = 60
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# File systems of a VM that answer at once; a mount of any other kind (FUSE,
+# NFS, a loop device of the student's) could hang a reader and is not entered.
+SAFE_FILESYSTEMS = frozenset({"overlay", "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "zfs"})
+MAX_CLONES_CHECKED = 3
+MAX_PROGRAM_BYTES = 256 << 20
 
 
 class EvidenceError(Exception):
@@ -39,27 +44,51 @@ class EvidenceError(Exception):
 
 
 class SafeTree:
-    """A folder of this machine that the VM writes, read without trusting anything in it."""
+    """A folder of this machine that the VM writes, read without trusting anything in it.
 
-    def __init__(self, root: str | os.PathLike, inside: tuple[str, ...] = ()):
+    The root is opened once, so a VM that stops and whose pid is reused
+    cannot turn the tree into another process's; mounts of the VM that a
+    reader could hang on (FUSE, network file systems) are never entered.
+    """
+
+    def __init__(self, root: str | os.PathLike, inside: tuple[str, ...] = (), avoid: frozenset[str] = frozenset()):
         self.root = Path(root)
         # Folders below the root that every path starts with, each opened without following links.
         self.inside = inside
-        if not self.root.is_dir():
-            raise EvidenceError(f"{self.root} is not a folder this machine can read")
+        # Paths, from the root, of mounts never entered.
+        self.avoid = avoid
+        try:
+            # The root itself may be a link (/proc/<pid>/root is one, on purpose); nothing below it is followed.
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as error:
+            raise EvidenceError(
+                f"{self.root} cannot be read ({error.strerror}); the grader reads VMs from outside as root"
+            ) from None
+
+    def close(self) -> None:
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
 
     @classmethod
     def below(cls, tree: SafeTree, relative: str) -> SafeTree | None:
         """The same tree, narrowed to a folder of it; None when that is no folder."""
         if not tree.is_dir(relative):
             return None
-        return cls(tree.root, tree.inside + tuple(cls._parts(relative)))
+        narrowed = cls.__new__(cls)
+        narrowed.root, narrowed.avoid = tree.root, tree.avoid
+        narrowed.inside = tree.inside + tuple(cls._parts(relative))
+        narrowed._root_fd = os.dup(tree._root_fd)
+        return narrowed
 
     def _open_dir(self, parts: list[str]) -> int:
-        # The root itself may be a link (/proc/<pid>/root is one, on purpose); nothing below it is followed.
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.dup(self._root_fd)
+        walked: list[str] = []
         try:
             for part in [*self.inside, *parts]:
+                walked.append(part)
+                if "/".join(walked) in self.avoid:
+                    raise OSError(f"{'/'.join(walked)} is a mount the grader does not enter")
                 child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = child
@@ -78,24 +107,31 @@ class SafeTree:
     def read(self, relative: str, limit: int = MAX_SMALL_FILE) -> bytes | None:
         """The file's bytes; None when it is missing, not a regular file, behind a link, or over the limit."""
         parts = self._parts(relative)
-        if not parts:
+        if not parts or "/".join([*self.inside, *parts]) in self.avoid:
             return None
         try:
             folder = self._open_dir(parts[:-1])
         except OSError:
             return None
         try:
-            fd = os.open(parts[-1], FILE_FLAGS, dir_fd=folder)
+            # O_PATH opens nothing: a device or FIFO is looked at, never opened for reading.
+            handle = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
         except OSError:
             return None
         finally:
             os.close(folder)
         try:
-            info = os.fstat(fd)
+            info = os.fstat(handle)
             if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
                 return None
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                data = handle.read(limit + 1)
+            fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        finally:
+            os.close(handle)
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as stream:
+                data = stream.read(limit + 1)
             return data if len(data) <= limit else None
         finally:
             os.close(fd)
@@ -117,6 +153,8 @@ class SafeTree:
             found = []
             with os.scandir(fd) as listing:
                 for entry in listing:
+                    if len(found) >= MAX_WALK_ENTRIES:
+                        break
                     if entry.is_symlink():
                         kind = "other"
                     elif entry.is_dir(follow_symlinks=False):
@@ -172,6 +210,20 @@ class SafeTree:
         return sorted(found)
 
 
+def unsafe_mounts(mountinfo: str) -> frozenset[str]:
+    """Mount points, from the VM's root, of every file system not known to answer at once."""
+    avoid = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        fstype = line.split(" - ", 1)[1].split()[0]
+        point = fields[4].encode().decode("unicode_escape", errors="replace").strip("/")
+        if point and fstype not in SAFE_FILESYSTEMS:
+            avoid.add(point)
+    return frozenset(avoid)
+
+
 def blob_id(data: bytes) -> str:
     """The id git gives a file's content."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -192,13 +244,26 @@ class VmFromOutside:
         pid = (container.attrs.get("State") or {}).get("Pid") or 0
         if not pid:
             raise EvidenceError(f"{vm_name} is not running")
-        root = SafeTree(f"/proc/{pid}/root")
+        try:
+            with open(f"/proc/{pid}/cgroup") as groups:
+                if container.id not in groups.read():
+                    raise EvidenceError(f"process {pid} is no longer {vm_name}'s")
+            with open(f"/proc/{pid}/mountinfo") as mounts:
+                avoid = unsafe_mounts(mounts.read())
+        except OSError as error:
+            raise EvidenceError(f"{vm_name}'s process {pid} cannot be read ({error.strerror}); grade as root") from None
+        root = SafeTree(f"/proc/{pid}/root", avoid=avoid)
         try:
             pids = [int(row[0]) for row in container.top(ps_args="-eo pid").get("Processes") or []]
         except Exception:  # noqa: BLE001 - a VM that stopped has no processes
             pids = []
         docker = SafeTree.below(root, "var/lib/docker")
         return cls(root, docker, pids)
+
+    def close(self) -> None:
+        self.root.close()
+        if self.docker is not None:
+            self.docker.close()
 
     # --- git ---------------------------------------------------------------------
 
@@ -259,16 +324,20 @@ class VmFromOutside:
             (copy / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
             environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "GIT_CONFIG_NOSYSTEM": "1",
                            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_DIR": str(copy)}
-            try:
-                listed = subprocess.run(
-                    ["git", "rev-list", "--objects", "--quiet", commit], env=environment, capture_output=True,
-                    text=True, timeout=GIT_TIMEOUT_S,
-                )
-            except subprocess.TimeoutExpired:
-                return False, f"git could not read its objects within {GIT_TIMEOUT_S} s"
-            if listed.returncode != 0:
-                said = (listed.stderr.strip().splitlines() or ["objects missing"])[-1]
-                return False, f"its object store lacks the commit or objects it needs ({said})"
+            # fsck re-hashes every object and follows every link from the commit:
+            # a forged tree or a missing blob is found, which rev-list misses.
+            limits = ["prlimit", f"--as={GIT_MEMORY_BYTES}", f"--cpu={GIT_TIMEOUT_S}", "--"] if _has_prlimit() else []
+            for command in (["cat-file", "-e", f"{commit}^{{commit}}"], ["fsck", "--strict", "--no-dangling", "--no-progress"]):
+                try:
+                    checked = subprocess.run(
+                        [*limits, "git", *command], env=environment, capture_output=True, text=True,
+                        timeout=GIT_TIMEOUT_S,
+                    )
+                except subprocess.TimeoutExpired:
+                    return False, f"git could not read its objects within {GIT_TIMEOUT_S} s"
+                if checked.returncode != 0:
+                    said = (checked.stderr.strip().splitlines() or ["objects missing"])[-1][:160]
+                    return False, f"its object store lacks the commit or objects it needs ({said})"
             return True, ""
 
     # --- Docker storage -------------------------------------------------------------
@@ -303,6 +372,29 @@ class VmFromOutside:
                 continue
         return None
 
+    def layers_present(self, diff_ids: list[str]) -> tuple[bool, str]:
+        """Whether every layer of an image is in the VM's layer store, with its content folder.
+
+        A configuration alone can be written by hand; the store keeps each
+        layer under its chain id, with the diff id it holds and the folder
+        of its files.
+        """
+        if self.docker is None:
+            return False, "the VM has no Docker storage"
+        for driver, kind in self.docker.entries("image"):
+            if kind != "dir":
+                continue
+            chain = ""
+            for number, diff_id in enumerate(diff_ids):
+                chain = diff_id if not chain else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+                folder = f"image/{driver}/layerdb/sha256/{chain.split(':', 1)[-1]}"
+                recorded = (self.docker.read(f"{folder}/diff", 4096) or b"").decode("ascii", "replace").strip()
+                cache_id = (self.docker.read(f"{folder}/cache-id", 4096) or b"").decode("ascii", "replace").strip()
+                if recorded != diff_id or not cache_id or not self.docker.is_dir(f"{driver}/{cache_id}/diff"):
+                    return False, f"its layer {number + 1} of {len(diff_ids)} is not in the VM's layer store"
+            return True, ""
+        return False, "the VM's Docker storage has no image store"
+
     # --- Processes --------------------------------------------------------------------
 
     def program_name(self, pid: int) -> str:
@@ -310,6 +402,12 @@ class VmFromOutside:
             return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
         except OSError:
             return ""
+
+
+def _has_prlimit() -> bool:
+    import shutil
+
+    return shutil.which("prlimit") is not None
 
 
 def _is_sha(text: str) -> bool:
@@ -343,27 +441,39 @@ def package_md5sums(cache: SafeTree, package: str, version: str) -> dict[str, st
 
     file_version = version.split(":", 1)[-1]
     wanted = f"{package}_{file_version}_"
-    for path in cache.files_below(""):
+    # Only where the cache keeps what it fetched from Debian's own archives: a
+    # VM may make it fetch a file of that name from any other host, which it
+    # keeps under that host's name.
+    candidates = [
+        f"{backend}/pool/{path}" for backend in DEBIAN_BACKENDS for path in cache.files_below(f"{backend}/pool")
+    ]
+    for path in candidates:
         name = path.rsplit("/", 1)[-1]
         if not (name.startswith(wanted) and name.endswith(".deb")):
             continue
-        deb = cache.read(path, 512 << 20)
+        deb = cache.read(path, 128 << 20)
         if deb is None:
             continue
         control = _ar_member(deb, "control.tar")
         if control is None:
             continue
         name_of_member, data = control
-        if name_of_member.endswith(".xz"):
-            data = lzma.decompress(data)
-        elif name_of_member.endswith(".gz"):
-            import gzip
+        try:
+            if name_of_member.endswith(".xz"):
+                data = lzma.LZMADecompressor().decompress(data, max_length=MAX_CONTROL_BYTES)
+            elif name_of_member.endswith(".gz"):
+                import zlib
 
-            data = gzip.decompress(data)
-        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "md5sums"), None)
-            handle = archive.extractfile(member) if member is not None else None
-            text = handle.read().decode("utf-8", "replace") if handle else ""
+                data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, MAX_CONTROL_BYTES)
+        except (lzma.LZMAError, ValueError, EOFError):
+            continue
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+                member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "md5sums"), None)
+                handle = archive.extractfile(member) if member is not None else None
+                text = handle.read().decode("utf-8", "replace") if handle else ""
+        except tarfile.TarError:
+            continue
         sums = {}
         for line in text.splitlines():
             digest, _, file = line.partition("  ")
@@ -371,6 +481,11 @@ def package_md5sums(cache: SafeTree, package: str, version: str) -> dict[str, st
                 sums["/" + file.strip()] = digest
         return sums
     return {}
+
+
+DEBIAN_BACKENDS = ("debrep", "secdeb")
+# A package's control archive is kilobytes; its md5sums file is in it.
+MAX_CONTROL_BYTES = 16 << 20
 
 
 def _ar_member(archive: bytes, prefix: str) -> tuple[str, bytes] | None:
@@ -394,6 +509,8 @@ def _ar_member(archive: bytes, prefix: str) -> tuple[str, bytes] | None:
 
 def md5_of_program(pid: int) -> str:
     try:
+        if os.stat(f"/proc/{pid}/exe").st_size > MAX_PROGRAM_BYTES:
+            return ""
         with open(f"/proc/{pid}/exe", "rb") as program:
             digest = hashlib.md5()  # noqa: S324 - compared with dpkg's own md5sums, not used for security alone
             for chunk in iter(lambda: program.read(1 << 20), b""):

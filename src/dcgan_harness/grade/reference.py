@@ -22,7 +22,7 @@ from pathlib import Path
 import docker.errors
 
 from ..localcloud.engine import remove_container
-from ..output import ITERATION_RE, parse_namespace_args
+from ..output import ITERATION_RE
 
 # Iterations the grader trains itself: enough that matching losses cannot be a
 # lucky guess, few enough to cost seconds (both iterations of a fast run).
@@ -97,14 +97,6 @@ def mismatches(printed: list[Losses], expected: list[Losses]) -> list[str]:
                 f" this data gives Loss_D {want.loss_d:.4f}, Loss_G {want.loss_g:.4f}"
             )
     return problems
-
-
-def namespace_of(text: str) -> dict | None:
-    for line in text.splitlines():
-        start = line.find("Namespace(")
-        if start >= 0:
-            return parse_namespace_args(line[start:].strip())
-    return None
 
 
 def run_reference(

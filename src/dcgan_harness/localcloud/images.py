@@ -99,6 +99,8 @@ REGISTRY_NAME = "dcgan-registry"
 # The same storage served read-only to the VMs: they pull the runtime through
 # it and can push nothing that another submission would pull.
 REGISTRY_READONLY_NAME = "dcgan-registry-readonly"
+# The registry's own setting for where it listens, which overrides its file.
+WRITER_ADDRESS_VARIABLE = "REGISTRY_HTTP_ADDR"
 REGISTRY_VOLUME = "dcgan-registry-data"
 REGISTRY_PORT = int(os.environ.get("DCGAN_REGISTRY_PORT", "5055"))
 REGISTRY_RUNTIME_REPO = "library/dcgan-runtime"
@@ -821,13 +823,13 @@ def ensure_registry(client: docker.DockerClient, port: int = REGISTRY_PORT) -> R
 
 
 def _registry_is_current(container, image: str, port: int) -> bool:
-    bindings = (container.attrs["HostConfig"].get("PortBindings") or {}).get("5000/tcp") or []
-    return (
-        container.status == "running"
-        and image in container.image.tags
-        and bool(bindings)
-        and all(b.get("HostPort") == str(port) for b in bindings)
-    )
+    if container.status != "running" or image not in container.image.tags:
+        return False
+    host_config = container.attrs["HostConfig"]
+    if host_config.get("NetworkMode") == "host":
+        return f"{WRITER_ADDRESS_VARIABLE}=127.0.0.1:{port}" in (container.attrs["Config"].get("Env") or [])
+    bindings = (host_config.get("PortBindings") or {}).get("5000/tcp") or []
+    return bool(bindings) and all(b.get("HostPort") == str(port) for b in bindings)
 
 
 def _find_registry(client: docker.DockerClient, name: str = REGISTRY_NAME):
@@ -838,21 +840,27 @@ def _find_registry(client: docker.DockerClient, name: str = REGISTRY_NAME):
 
 
 def _start_registry(client: docker.DockerClient, image: str, registry: Registry, port: int) -> None:
-    """The writer on loopback for the host engine's push, the read-only reader on the VMs' gateway."""
+    """The writer on the host's loopback alone, the read-only reader on the VMs' gateway.
+
+    The writer shares the host's network and listens on 127.0.0.1 only: on
+    a bridge of its own, a VM could reach its container address and push.
+    """
     if not client.volumes.list(filters={"name": f"^{REGISTRY_VOLUME}$"}):
         client.volumes.create(REGISTRY_VOLUME, labels=project_labels("registry-data"))
     gateway = registry.address_for_vms.rsplit(":", 1)[0]
-    servers = (
-        (REGISTRY_NAME, "registry.yml", "rw", ("127.0.0.1", port)),
-        (REGISTRY_READONLY_NAME, "registry-readonly.yml", "ro", (gateway, port)),
-    )
-    for name, config, mode, binding in servers:
-        if _find_registry(client, name) is not None:
-            continue
-        _run_registry(client, image, name, config, mode, binding, port)
+    if _find_registry(client, REGISTRY_NAME) is None:
+        _run_registry(
+            client, image, REGISTRY_NAME, "registry.yml", "rw", port,
+            network_mode="host", environment={WRITER_ADDRESS_VARIABLE: f"127.0.0.1:{port}"},
+        )
+    if _find_registry(client, REGISTRY_READONLY_NAME) is None:
+        _run_registry(
+            client, image, REGISTRY_READONLY_NAME, "registry-readonly.yml", "ro", port,
+            ports={"5000/tcp": [(gateway, port)]},
+        )
 
 
-def _run_registry(client, image: str, name: str, config: str, mode: str, binding: tuple, port: int) -> None:
+def _run_registry(client, image: str, name: str, config: str, mode: str, port: int, **network) -> None:
     try:
         client.containers.run(
             image,
@@ -861,8 +869,7 @@ def _run_registry(client, image: str, name: str, config: str, mode: str, binding
             detach=True,
             labels=project_labels("registry"),
             volumes={REGISTRY_VOLUME: {"bind": "/var/lib/registry", "mode": mode}},
-            # Never all interfaces.
-            ports={"5000/tcp": [binding]},
+            **network,
         )
     except docker.errors.APIError as error:
         if error.status_code == 409:
