@@ -110,7 +110,7 @@ DELEGATED = {
     "cloud": ("localcloud.command", "start, list and remove local VMs (up --nodes N, status, down)"),
     "mnist": ("mnist", "verify, subset or stage the MNIST test files"),
     "aws": ("aws", "check the AWS settings and that the instances match the course's VM spec"),
-    "grade": ("grade.command", "grade students' configure.yaml end to end, sandboxed (grade merge DIR... joins shards)"),
+    "grade": ("grade.command", "grade students' configure.yaml end to end, sandboxed (grade collect fetches repositories, grade merge DIR... joins shards)"),
     "bench": ("bench", "time each phase of a fast local run and write a JSON report"),
     "report": ("report", "write report.json, losses.png and report.md for the runs in a results folder"),
 }

@@ -51,7 +51,7 @@ def _collect_one(entry: RosterEntry, name: str, folder: Path, earlier: dict | No
         if problem:
             raise git.GitError(problem)
         if git.is_repository(destination):
-            git.fetch_all(destination)
+            git.fetch_all(destination, entry.repo)
         else:
             git.clone_bare(entry.repo, destination)
         # A push that landed after the fetch began may or may not be in: only the end is an upper bound.

@@ -1,5 +1,8 @@
-"""`dcgan-harness grade`: grade students' configure.yaml, and merge shards' grades.
+"""`dcgan-harness grade`: grade students' configure.yaml, collect their
+repositories, and merge shards' grades.
 
+    dcgan-harness grade collect --roster roster.csv --out collected
+    dcgan-harness grade --out grades --deadline 2021-05-24T13:59:00-03:00 collected/
     dcgan-harness grade --out grades --jobs 2 submissions/
     dcgan-harness grade merge shard-1/ shard-2/ --out grades
 """
@@ -8,15 +11,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from .. import mnist
 from ..localcloud import LocalCloudError, check_app_dir, down, progress
 from ..localrun import OFFLINE_APP, default_mnist_dir
+from . import report_html, reuse, similarity
+from .adjust import read_overrides, unmatched
+from .collect import collect, summary
+from .finish import Finisher
 from .formats import GradesCsv, JUnitXml, write_atomically
+from .git import GitError
 from .pipeline import grade_class, start_grading, write_class_files
-from .rubric import RubricError, load_rubric
-from .submission import SubmissionError, discover, parse_shard, shard
+from .repos import GRADE_LATEST, LATE_POLICIES, ON_TIME, RepoOptions, find_submissions, load_template, parse_deadline, read_roster
+from .results import SubmissionResult
+from .rubric import Rubric, RubricError, load_rubric
+from .submission import Submission, SubmissionError, parse_shard, shard
 from .work import DEFAULT_TIMEOUT_S, MODES
 
 
@@ -25,8 +37,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog or "dcgan-harness grade",
         description="Grade configure.yaml submissions end to end, each on a fresh local VM, from a sandbox.",
     )
-    parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
-                        help="configure.yaml files, folders holding one, .zip/.tar.gz archives, or folders of these")
+    parser.add_argument("submissions", nargs="*", metavar="SUBMISSION",
+                        help="configure.yaml files, folders holding one, .zip/.tar.gz archives, git repositories "
+                             "(a clone, a bare repository, an https/ssh/file URL), folders `grade collect` filled, or folders of these")
     parser.add_argument("--out", type=Path, default=Path("grades"), help="where results go (default ./grades)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each with its own VM")
     parser.add_argument("--timeout", type=float, help="seconds a playbook may run (default 900 fast, 3600 full)")
@@ -37,7 +50,28 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="the app served under upstream's URL (default: the project's offline stand-in)")
     parser.add_argument("--mnist-dir", type=Path, help="the MNIST t10k files (default $DCGAN_MNIST_DIR or ../shared/data/mnist)")
     parser.add_argument("--shard", help="K/N: grade every N-th submission starting at the K-th")
+    parser.add_argument("--force", action="store_true", help="grade every submission again, even where an earlier result in --out would do")
+    parser.add_argument("--overrides", type=Path, metavar="FILE", help="a CSV student,check,points,reason applied last")
+    course = parser.add_argument_group("repositories")
+    course.add_argument("--roster", type=Path, metavar="FILE", help="a CSV student,repo[,commit]: each student's repository, cloned now")
+    course.add_argument("--deadline", metavar="ISO-8601",
+                        help="e.g. 2021-05-24T13:59:00-03:00: grade each repository's last commit dated at or before it")
+    course.add_argument("--late-policy", choices=LATE_POLICIES, default=ON_TIME,
+                        help="on-time: the last commit before the deadline (default); grade-latest: the latest one, "
+                             "with the rubric's late penalty")
+    course.add_argument("--template", metavar="PATH|URL", help="the course's starting repository: list what else each student changed")
     return parser  # fmt: skip
+
+
+def build_collect_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "dcgan-harness grade collect",
+        description="Clone or fetch every student's repository into a folder, and record when; grade the folder later.",
+    )
+    parser.add_argument("--roster", type=Path, required=True, metavar="FILE", help="a CSV student,repo[,commit]")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder the bare copies and collection.json go to")
+    parser.add_argument("--jobs", type=int, default=4, help="repositories fetched at once (default 4)")
+    return parser
 
 
 def build_merge_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -59,24 +93,86 @@ def grade(args: argparse.Namespace) -> int:
     check_app_dir(args.app_dir, "--app-dir")
     mnist_dir = args.mnist_dir or default_mnist_dir()
     mnist.verify_test_files(mnist_dir)
-    submissions = discover(args.submissions)
+    if not args.submissions and args.roster is None:
+        raise SubmissionError("nothing to grade: name submissions (files, folders, repositories) or pass --roster FILE")
+    deadline = parse_deadline(args.deadline) if args.deadline else None
+    if args.late_policy == GRADE_LATEST and deadline is None:
+        raise SubmissionError("--late-policy grade-latest grades commits after a deadline: pass --deadline too")
+    overrides = read_overrides(args.overrides, rubric) if args.overrides else []
+    with tempfile.TemporaryDirectory(prefix="dcgan-grade-repos-") as tmp:
+        # Clones of URLs live here only while their configure.yaml and history are read.
+        template = load_template(args.template, Path(tmp)) if args.template else None
+        window = rubric.late.max_days if rubric.late else None
+        options = RepoOptions(Path(tmp), deadline, args.late_policy, window, template)
+        submissions = find_submissions(args.submissions, args.roster, options)
     if args.shard:
         k, n = parse_shard(args.shard)
         submissions = shard(submissions, k, n)
         progress(f"grade: shard {k}/{n}: {len(submissions)} submission(s)")
     if not submissions:
         raise SubmissionError("no submissions to grade in this shard")
+    for override in unmatched(overrides, [s.name for s in submissions]):
+        progress(f"grade: --overrides line {override.line}: no submission named {override.student} here; not applied")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    progress(f"grade: {len(submissions)} submission(s), mode {args.mode}, {args.jobs} at a time, results in {out}")
-    run = start_grading(args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out)
-    progress(f"grade: run {run.grading_id}; `dcgan-harness cloud down` removes what an interrupted run leaves")
-    try:
-        results = grade_class(run, submissions, args.jobs)
-    finally:
-        down(run.grading_id, client=run.client)
-    write_class_files(run, results)
-    progress(f"grade: wrote {out}/grades.csv, {out}/junit.xml and a results.json per submission")
+    if args.force:
+        for submission in submissions:
+            reuse.forget(out / submission.name)
+    reused = None if args.force else reuse_whole_class(submissions, rubric, args, timeout, Path(mnist_dir), out)
+    if reused is not None:
+        context, results = reused
+        progress(f"grade: every submission's earlier result in {out} still holds; no VM needed (--force grades again)")
+        class_run = SimpleNamespace(out_dir=out, rubric=rubric)  # all write_class_files reads of a run
+    else:
+        progress(f"grade: {len(submissions)} submission(s), mode {args.mode}, {args.jobs} at a time, results in {out}")
+        class_run = start_grading(args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out)
+        progress(f"grade: run {class_run.grading_id}; `dcgan-harness cloud down` removes what an interrupted run leaves")
+        try:
+            results = grade_class(class_run, submissions, args.jobs)
+        finally:
+            down(class_run.grading_id, client=class_run.client)
+        context = reuse.Context.of_run(class_run)
+    finisher = Finisher(rubric, out, context, overrides)
+    results = [finisher(submission, result) for submission, result in zip(submissions, results)]
+    write_class_files(class_run, results)
+    write_class_report(submissions, results, rubric, out, template.playbook if template else None)
+    progress(f"grade: wrote {out}/grades.csv, junit.xml, index.html, similarity.csv and a results.json per submission")
+    return 0
+
+
+def reuse_whole_class(submissions: list[Submission], rubric: Rubric, args, timeout: float, mnist_dir: Path, out: Path):
+    """(context, results) when every submission can take its earlier result; None when any needs grading."""
+    if not any((out / submission.name / reuse.RECORD).is_file() for submission in submissions):
+        return None
+    context = reuse.Context(rubric, args.mode, timeout, reuse.offline_app_commit(args.app_dir.resolve(), mnist_dir, args.mode))
+    results = []
+    for index, submission in enumerate(submissions, 1):
+        result = reuse.earlier_result(out / submission.name, submission, context)
+        if result is None:
+            progress(f"grade: {submission.name} changed since it was graded into {out}, or was never graded there")
+            return None
+        reuse.announce(result, index, len(submissions))
+        results.append(result)
+    return context, results
+
+
+def write_class_report(submissions: list[Submission], results: list[SubmissionResult], rubric: Rubric, out: Path, template: bytes | None) -> None:
+    playbooks = {s.name: s.playbook for s in submissions if s.playbook is not None}
+    pairs = similarity.pairs(playbooks, template)
+    write_atomically(out / similarity.FILENAME, similarity.render(pairs))
+    report_html.write(results, rubric, out, pairs)
+
+
+def collect_repositories(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise SubmissionError(f"--jobs must be at least 1, not {args.jobs}")
+    entries = read_roster(args.roster)
+    out = args.out.resolve()
+    progress(f"grade collect: {len(entries)} repositories into {out}")
+    records = collect(entries, out, args.jobs)
+    print(summary(records))
+    collected = sum(1 for record in records if record["dir"])
+    print(f"collected {collected} of {len(records)} repositories into {out}; grade them with `dcgan-harness grade {out}`")
     return 0
 
 
@@ -104,8 +200,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         if argv and argv[0] == "merge":
             return merge(build_merge_parser(f"{prog} merge" if prog else None).parse_args(argv[1:]))
+        if argv and argv[0] == "collect":
+            return collect_repositories(build_collect_parser(f"{prog} collect" if prog else None).parse_args(argv[1:]))
         return grade(build_parser(prog).parse_args(argv))
-    except (SubmissionError, RubricError, LocalCloudError, mnist.MnistError) as error:
+    except (SubmissionError, RubricError, LocalCloudError, mnist.MnistError, GitError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,8 +5,10 @@ files of shards graded on several machines.
 
 Every text a submission can put in a result (its task names, what its
 commands printed) goes through `printable` on the way out, so no output
-carries a terminal's escape sequences, a stray line break or a character
-XML cannot hold.
+carries a terminal's escape sequences, a stray line break, a character XML
+cannot hold, or an AWS credential (masked to its first four characters).
+A class graded from repositories gets the columns graded_commit, late and
+leaked_credentials as well.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .leaks import mask_secrets
 from .results import ERROR, PASSED, SubmissionResult, format_points
 
 CSV_FIXED = ("submission", "score", "max_score")
 CSV_SECONDS = "seconds"
+CSV_REPOSITORY = ("graded_commit", "late", "leaked_credentials")
 PARTIAL_SUFFIX = ".partial"
 # C0 controls, DEL and C1 controls (a terminal acts on them; XML 1.0 cannot
 # hold most of them even escaped), the line and paragraph separators that
@@ -46,7 +50,19 @@ def printable(text: str, multiline: bool = False) -> str:
         code = ord(char)
         return NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
-    return UNPRINTABLE.sub(escape, str(text))
+    return UNPRINTABLE.sub(escape, mask_secrets(str(text)))
+
+
+def from_repositories(results: list[SubmissionResult]) -> bool:
+    """Whether the class's files get the repository columns."""
+    return any(result.provenance is not None or result.leaked_credentials for result in results)
+
+
+def repository_cells(result: SubmissionResult) -> list[str]:
+    origin = result.provenance
+    graded = origin.graded.sha if origin and origin.graded else ""
+    late = "; ".join(f"{c.sha[:12]} {c.date} {c.subject}" for c in origin.late) if origin else ""
+    return [graded, printable(late), str(result.leaked_credentials)]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -78,8 +94,26 @@ class GradescopeJson:
                 }
                 for check in result.checks
             ],
+            # Gradescope keeps extra_data as it is; the grader's own facts go there.
+            "extra_data": self.extra_data(result),
         }
         return json.dumps(document, indent=2) + "\n"
+
+    @staticmethod
+    def extra_data(result: SubmissionResult) -> dict:
+        data: dict = {"reused": bool(result.reused_from), "leaked_credentials": result.leaked_credentials}
+        if result.reused_from:
+            data["reused_from"] = result.reused_from
+        origin = result.provenance
+        if origin is not None:
+            data["repository"] = printable(origin.repository)
+            data["graded_commit"] = origin.graded.sha if origin.graded else None
+            data["graded_commit_date"] = origin.graded.date if origin.graded else None
+            data["deadline"] = origin.deadline or None
+            data["collected_at"] = origin.collected_at or None
+            data["days_late"] = origin.days_late
+            data["late"] = [{"sha": c.sha, "date": c.date, "subject": printable(c.subject)} for c in origin.late]
+        return data
 
     def write(self, folder: Path, result: SubmissionResult, visibility: str = "visible") -> Path:
         path = folder / self.filename
@@ -95,11 +129,14 @@ class GradesCsv:
     def render(self, results: list[SubmissionResult], check_ids: list[str]) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([printable(cell) for cell in (*CSV_FIXED, *check_ids, CSV_SECONDS)])
+        repositories = from_repositories(results)
+        extra = CSV_REPOSITORY if repositories else ()
+        writer.writerow([printable(cell) for cell in (*CSV_FIXED, *check_ids, CSV_SECONDS, *extra)])
         for result in results:
             scores = [format_points(result.check(i).score) if result.check(i) else "" for i in check_ids]
             writer.writerow(
                 [printable(result.name), format_points(result.score), format_points(result.max_score), *scores, round(result.seconds)]
+                + (repository_cells(result) if repositories else [])
             )
         return buffer.getvalue()
 
@@ -194,10 +231,16 @@ class ClassTable:
     """The table printed when grading ends."""
 
     def render(self, results: list[SubmissionResult], check_ids: list[str]) -> str:
-        rows = [["submission", *check_ids, "score", "seconds"]]
+        repositories = from_repositories(results)
+        rows = [["submission", *check_ids, "score", "seconds", *(["commit", "late", "leaked_credentials"] if repositories else [])]]
         for result in results:
             cells = [format_points(result.check(i).score) if result.check(i) else "-" for i in check_ids]
-            rows.append([printable(result.name), *cells, f"{format_points(result.score)}/{format_points(result.max_score)}", f"{result.seconds:.0f}"])
+            row = [printable(result.name), *cells, f"{format_points(result.score)}/{format_points(result.max_score)}", f"{result.seconds:.0f}"]
+            if repositories:
+                origin = result.provenance
+                graded = origin.graded.sha[:12] if origin and origin.graded else "-"
+                row += [graded, str(len(origin.late)) if origin else "-", str(result.leaked_credentials)]
+            rows.append(row)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
@@ -205,5 +248,5 @@ class ClassTable:
 # The files of a class in --out, beside the submissions' folders, and the
 # partial files they are written through: no submission's folder may take
 # one of their names, on a case-insensitive file system either.
-CLASS_FILES = (GradesCsv.filename, JUnitXml.filename)
+CLASS_FILES = (GradesCsv.filename, JUnitXml.filename, "index.html", "similarity.csv")
 RESERVED_NAMES = frozenset(name.casefold() for file in CLASS_FILES for name in (file, file + PARTIAL_SUFFIX))

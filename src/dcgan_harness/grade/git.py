@@ -30,7 +30,7 @@ SAFE_CONFIG = (
 # What a repository may be given as: https, ssh (URL or scp-like), file, or a local folder.
 URL_SCHEMES = ("https://", "ssh://", "file://")
 SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)\S+$")
-USERINFO = re.compile(r"^(?P<scheme>[a-z+]+://)[^/@]*@")
+USERINFO = re.compile(r"(?P<scheme>\b[a-z+]+://)[^/@\s'\"]*@")
 # Environment that would point git elsewhere than the repository it is given.
 REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
                   "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")  # fmt: skip
@@ -59,7 +59,7 @@ def is_repository(path: Path) -> bool:
 
 
 def without_credentials(url: str) -> str:
-    """The URL as outputs may show it: a token in https://user:token@host/... stays here."""
+    """The URL, or a message naming URLs, as outputs may show it: a token in https://user:token@host/... stays here."""
     return USERINFO.sub(lambda match: match.group("scheme"), url)
 
 
@@ -92,21 +92,23 @@ def run_git(args: list[str], git_dir: Path | None = None, timeout: float = LOCAL
         raise GitError(f"`git {args[0]}` did not finish within {timeout:.0f}s") from None
     if process.returncode != 0:
         lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-        raise GitError(lines[-1].strip() if lines else f"`git {args[0]}` exited {process.returncode}")
+        last = re.sub(r"^(fatal|error): ", "", lines[-1].strip()) if lines else f"`git {args[0]}` exited {process.returncode}"
+        raise GitError(without_credentials(last))
     return out
 
 
 def clone_bare(source: str, destination: Path, timeout: float = NETWORK_TIMEOUT_S) -> None:
-    """A bare copy of every branch and tag: nothing is checked out."""
+    """A bare copy of every branch and tag: nothing is checked out, and no token stays in its config."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     run_git(["clone", "--bare", "--quiet", "--", source, str(destination)], timeout=timeout)
+    run_git(["config", "remote.origin.url", without_credentials(source)], destination)
 
 
-def fetch_all(git_dir: Path, timeout: float = NETWORK_TIMEOUT_S) -> None:
-    """Bring a bare clone up to date with its origin, force-pushed and deleted branches included."""
+def fetch_all(git_dir: Path, source: str, timeout: float = NETWORK_TIMEOUT_S) -> None:
+    """Bring a bare clone up to date with source, force-pushed and deleted branches included."""
     refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-    run_git(["fetch", "--quiet", "--prune", "--no-write-fetch-head", "origin", *refspecs], git_dir, timeout)
-    head = run_git(["ls-remote", "--symref", "origin", "HEAD"], git_dir, timeout).decode("utf-8", "replace")
+    run_git(["fetch", "--quiet", "--prune", "--no-write-fetch-head", "--", source, *refspecs], git_dir, timeout)
+    head = run_git(["ls-remote", "--symref", "--", source, "HEAD"], git_dir, timeout).decode("utf-8", "replace")
     match = re.search(r"^ref: (refs/heads/\S+)\s+HEAD$", head, re.M)
     if match:  # the default branch may have changed since the clone
         run_git(["symbolic-ref", "HEAD", match.group(1)], git_dir)

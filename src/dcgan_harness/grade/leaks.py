@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from . import git
@@ -73,6 +74,17 @@ def mask_secrets(text: str) -> str:
     return text
 
 
+def mask_file(path) -> bool:
+    """Mask the credentials in a file the grader wrote (a copy of the playbook, a log); whether it held any."""
+    data = path.read_bytes()
+    text = data.decode("utf-8", "surrogateescape")
+    masked = mask_secrets(text)
+    if masked == text:
+        return False
+    path.write_bytes(masked.encode("utf-8", "surrogateescape"))
+    return True
+
+
 def forbidden_reason(path: str) -> str:
     parts = PurePosixPath(path).parts
     name = parts[-1] if parts else path
@@ -98,7 +110,7 @@ class Leak:
 
     def describe(self) -> str:
         where = f"{self.path}:{self.line}" if self.path and self.line else self.path or "the commit message"
-        state = "still in the graded commit" if self.in_graded else "deleted later, but still in the history"
+        state = "still in the graded commit" if self.in_graded else "not in the graded commit, but still in the history"
         if not self.path:
             state = "in the history"
         return mask_secrets(f"{where} (commit {self.commit[:12]}, {self.date}): {self.what}; {state}")
@@ -118,8 +130,9 @@ def scan_history(git_dir, graded: str | None, exclude: list[str] = ()) -> Scan:
     """
     refs = git.all_refs(git_dir)
     changes = [c for c in git.changes(git_dir, refs, exclude) if c.mode not in ("160000", "000000") and set(c.blob) != {"0"}]
-    changes.sort(key=lambda change: change.date)  # the earliest commit that brought each in
+    changes.sort(key=lambda change: _moment(change.date))  # the earliest commit that brought each in
     graded_files = {(path, sha) for path, (_mode, sha) in git.tree_entries(git_dir, graded).items()} if graded else set()
+    graded_paths = {path for path, _sha in graded_files}
     leaks: dict[tuple, Leak] = {}
     for change in changes:
         reason = forbidden_reason(change.path)
@@ -127,12 +140,13 @@ def scan_history(git_dir, graded: str | None, exclude: list[str] = ()) -> Scan:
             leaks.setdefault(
                 ("file", change.path),
                 Leak(change.path, change.commit, change.date, f"a file that must never be committed ({reason})",
-                     in_graded=any(path == change.path for path, _sha in graded_files)),
+                     in_graded=change.path in graded_paths),
             )  # fmt: skip
     sizes = git.blob_sizes(git_dir, sorted({c.blob for c in changes}))
     small = sorted(sha for sha, size in sizes.items() if size <= MAX_SCANNED_BYTES)
     unscanned = sorted({mask_secrets(c.path) for c in changes if sizes.get(c.blob, 0) > MAX_SCANNED_BYTES})
     contents = git.blobs(git_dir, small)
+    in_graded = {secret for _path, sha in graded_files for _line, _what, secret in secrets_in(contents.get(sha, b""))}
     for change in changes:
         data = contents.get(change.blob)
         if data is None:
@@ -140,14 +154,21 @@ def scan_history(git_dir, graded: str | None, exclude: list[str] = ()) -> Scan:
         for line, what, secret in secrets_in(data):
             leaks.setdefault(
                 ("secret", secret),
-                Leak(change.path, change.commit, change.date, f"{what} {mask(secret)}", line, (change.path, change.blob) in graded_files),
+                Leak(change.path, change.commit, change.date, f"{what} {mask(secret)}", line, secret in in_graded),
             )
     messages = git.messages(git_dir, refs, exclude)
     for commit, date, message in messages:
         for _line, what, secret in secrets_in(message.encode("utf-8", "surrogatepass")):
             leaks.setdefault(("secret", secret), Leak("", commit, date, f"{what} {mask(secret)}"))
-    ordered = sorted(leaks.values(), key=lambda leak: (leak.date, leak.path, leak.line))
+    ordered = sorted(leaks.values(), key=lambda leak: (_moment(leak.date), leak.path, leak.line))
     return Scan(tuple(ordered), len(messages), tuple(unscanned))
+
+
+def _moment(date: str) -> datetime:
+    try:
+        return datetime.fromisoformat(date)
+    except ValueError:  # git always writes ISO 8601; a broken commit sorts first
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def scan_bytes(data: bytes, name: str = "configure.yaml") -> list[str]:

@@ -21,6 +21,7 @@ from ..localcloud.controller import ensure_controller_image
 from ..localcloud.images import runtime_digest
 from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, printable, write_atomically
 from .results import ERROR, CheckResult, SubmissionResult
+from .reuse import reuse_earlier
 from .rubric import Rubric
 from .run import RunStage
 from .static import StaticStage
@@ -51,6 +52,9 @@ def start_grading(
 
 
 def grade_submission(run: GradingRun, submission: Submission, index: int, total: int) -> SubmissionResult:
+    reused = reuse_earlier(run, submission, index, total)
+    if reused is not None:
+        return reused
     folder = run.out_dir / submission.name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -23,14 +23,24 @@ import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import git, leaks
 from .formats import printable
 from .results import CommitRef, Provenance
-from .submission import MAX_PLAYBOOK_BYTES, PLAYBOOK_NAME, Submission, SubmissionError, clean_name, load, name_of
+from .submission import (
+    MAX_PLAYBOOK_BYTES,
+    PLAYBOOK_NAME,
+    Submission,
+    SubmissionError,
+    clean_name,
+    discover,
+    load,
+    name_of,
+    unique_names,
+)
 
 ON_TIME = "on-time"
 GRADE_LATEST = "grade-latest"
@@ -103,7 +113,7 @@ def read_roster(path: Path) -> list[RosterEntry]:
         if not cells[0] or not cells[1] or len(row) > len(header):
             raise SubmissionError(f"--roster {path}:{number}: write a student's name and repository, and at most a commit")
         repo = cells[1]
-        if not git.is_url(repo) and not Path(repo).is_absolute():
+        if not git.is_url(repo) and "://" not in repo and "::" not in repo and not Path(repo).is_absolute():
             repo = str((path.parent / repo).resolve())
         entries.append(RosterEntry(cells[0], repo, cells[2] if len(header) == 3 else "", number))
     if not entries:
@@ -116,11 +126,11 @@ def source_problem(source: str) -> str:
     if git.is_url(source):
         return ""
     if "://" in source or "::" in source:
-        return f"{git.without_credentials(source)}: only https://, ssh://, file://, user@host:path and local folders are cloned"
+        return "only https://, ssh://, file://, user@host:path and local folders are cloned"
     if not Path(source).exists():
-        return f"{source}: no such repository or folder"
+        return "no such repository or folder"
     if not git.is_repository(Path(source)):
-        return f"{source}: not a git repository (no .git)"
+        return "not a git repository (no .git)"
     return ""
 
 
@@ -154,8 +164,11 @@ def load_template(source: str, work_dir: Path) -> Template:
 
 
 def load_repository(name: str, source: str, options: RepoOptions, commit: str = "", collected: dict | None = None) -> Submission:
-    """One submission from a repository; a repository that cannot be read is one with the reason."""
-    shown = git.without_credentials(source)
+    """One submission from a repository; a repository that cannot be read is one with the reason.
+
+    collected: the manifest's entry when source is a copy `grade collect` made, read where it is.
+    """
+    shown = str(collected["repo"]) if collected and collected.get("repo") else git.without_credentials(source)
     try:
         if collected is not None:
             git_dir = Path(source)
@@ -268,8 +281,16 @@ def _date_notes(git_dir: Path, graded, late, deadline, collected, options: RepoO
 def _after(moment: datetime, deadline: datetime) -> str:
     if moment <= deadline:
         return ", before the deadline"
-    minutes = round((moment - deadline).total_seconds() / 60)
-    return f", {minutes} min after the deadline: a commit pushed in between with an earlier date counts as on time"
+    return f", {_span(moment - deadline)} after the deadline: a commit pushed in between with an earlier date counts as on time"
+
+
+def _span(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.0f} h"
+    return f"{minutes / 1440:.0f} days"
 
 
 def _playbook_at(git_dir: Path, commit: str) -> tuple[bytes | None, str]:
@@ -357,14 +378,8 @@ def from_collection(folder: Path, options: RepoOptions) -> list[Submission]:
             reason = printable(f"not collected: {entry.get('error') or 'no clone in ' + str(folder)}")
             submissions.append(Submission(name, shown, None, reason, Provenance(repository=shown, notes=(reason,))))
             continue
-        submission = load_repository(name, str(clone_dir), options, str(entry.get("commit") or ""), collected=entry)
-        submissions.append(Submission(submission.name, shown, submission.playbook, submission.problem,
-                                      _with_repository(submission.origin, shown)))  # fmt: skip
+        submissions.append(load_repository(name, str(clone_dir), options, str(entry.get("commit") or ""), collected=entry))
     return submissions
-
-
-def _with_repository(origin: Provenance | None, shown: str) -> Provenance | None:
-    return replace(origin, repository=shown) if origin else None
 
 
 class Loader:
@@ -380,7 +395,24 @@ class Loader:
         if is_collection(path.parent):
             collected = next((e for e in read_manifest(path.parent) if e.get("dir") == path.name), None)
         if collected is not None:
-            submission = load_repository(name_of(path), str(path), self.options, str(collected.get("commit") or ""), collected)
-            return Submission(submission.name, str(collected.get("repo", path)), submission.playbook, submission.problem,
-                              _with_repository(submission.origin, str(collected.get("repo", path))))  # fmt: skip
+            return load_repository(name_of(path), str(path), self.options, str(collected.get("commit") or ""), collected)
         return load_repository(name_of(path), str(path.resolve()), self.options)
+
+
+def find_submissions(arguments: list[str], roster: Path | None, options: RepoOptions) -> list[Submission]:
+    """Every submission the command line names, in its order, the roster's last, with unique names."""
+    found: list[Submission] = []
+    loader = Loader(options)
+    for argument in arguments:
+        path = Path(argument)
+        if git.is_url(argument):
+            found.append(load_repository(name_for(argument), argument, options))
+        elif is_collection(path):
+            found += from_collection(path, options)
+        elif git.is_repository(path):
+            found.append(loader(path))
+        else:
+            found += discover([path], loader)
+    if roster is not None:
+        found += from_roster(read_roster(roster), options)
+    return unique_names(found)
