@@ -88,9 +88,9 @@ def test_the_course_launcher_draws_an_advisory_without_losing_points(graded):
 
 
 def test_missing_step_feedback_says_what_is_missing(graded):
-    assert "docker command is not installed" in checks_by_id(graded.results("missing-install"))["install"]["output"]
+    assert "dpkg records no Docker engine installed" in checks_by_id(graded.results("missing-install"))["install"]["output"]
     assert "no git clone found" in checks_by_id(graded.results("missing-clone"))["clone"]["output"]
-    assert "no image named dist_dcgan" in checks_by_id(graded.results("missing-build"))["build"]["output"]
+    assert "no image dist_dcgan:latest" in checks_by_id(graded.results("missing-build"))["build"]["output"]
     fetch = checks_by_id(graded.results("missing-fetch"))["fetch"]["output"]
     assert "no resultados/**/output.txt was fetched" in fetch
 

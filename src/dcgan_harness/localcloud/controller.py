@@ -37,7 +37,7 @@ from .images import (
     recipe_hash,
     run_with_progress,
 )
-from .logcap import MAX_LOG_BYTES, CappedLog
+from .logcap import MAX_LOG_BYTES, CappedLog, capped_command
 
 CONTROLLER_REPO = "dcgan-controller"
 CONTROLLER_UID = 1000
@@ -59,8 +59,10 @@ MAX_RESULTS_ENTRIES = 10 * MAX_RESULTS_FILES
 # The engine keeps its own copy of a controller's output until the container
 # is removed; rotation bounds it. Two files, because a follower of the log
 # stalls when a single file rotates (moby/moby#39235).
+STOP_GRACE_S = 10
 CONTROLLER_LOG_CONFIG = docker.types.LogConfig(
-    type=docker.types.LogConfig.types.JSON, config={"max-size": f"{MAX_LOG_BYTES >> 20}m", "max-file": "2"}
+    # Twice what the in-container cap lets through: one file that never rotates under the reader.
+    type=docker.types.LogConfig.types.JSON, config={"max-size": f"{2 * MAX_LOG_BYTES >> 20}m", "max-file": "1"}
 )
 
 CONTROLLER_DOCKERFILE = """\
@@ -225,7 +227,7 @@ def run_sandboxed(
     """
     container = client.containers.create(
         image,
-        command,
+        capped_command(command),
         name=name,
         working_dir=str(WORK_DIR),
         user=str(CONTROLLER_UID),
@@ -266,8 +268,9 @@ def _wait(container, timeout: float) -> tuple[int | None, bool]:
         return int(status.get("StatusCode", 1)), False
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         try:
-            container.kill()
-        except docker.errors.APIError:
+            # SIGTERM first: the log's cap then writes the play's last lines before it ends.
+            container.stop(timeout=STOP_GRACE_S)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
             pass  # it ended by itself in the meantime
         return None, True
 

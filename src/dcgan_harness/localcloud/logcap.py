@@ -146,3 +146,48 @@ def _size(count: int) -> str:
     if count >= 1024 * 1024:
         return f"{count / (1024 * 1024):.1f} MiB"
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count} bytes"
+
+
+# Run inside a container in front of its command: the container's own output
+# (which Docker keeps in its log) is then the head and tail alone, so Docker
+# never rotates its log under a reader, which loses and repeats lines.
+# Arguments: head bytes, tail bytes, the command. Exits with the command's status.
+IN_CONTAINER_CAP = """
+import collections, signal, subprocess, sys
+head, tail = int(sys.argv[1]), int(sys.argv[2])
+child = subprocess.Popen(sys.argv[3:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+out, written, live = sys.stdout.buffer, 0, True
+kept, kept_bytes, dropped = collections.deque(), 0, 0
+
+def finish(status):
+    if dropped:
+        out.write(b"[... %d line(s) dropped here by the controller ...]\\n" % dropped)
+    out.writelines(kept)
+    out.flush()
+    sys.exit(status)
+
+# Stopped at its time limit, the end is still written.
+signal.signal(signal.SIGTERM, lambda *_: (child.terminate(), finish(143)))
+for line in iter(lambda: child.stdout.readline(65536), b""):
+    if live and written + len(line) <= head:
+        out.write(line)
+        out.flush()
+        written += len(line)
+        continue
+    live = False
+    kept.append(line)
+    kept_bytes += len(line)
+    while kept_bytes > tail:
+        kept_bytes -= len(kept.popleft())
+        dropped += 1
+finish(child.wait())
+"""
+
+
+# What passes the container's cap fits the log's own whole, so only one cut is ever made.
+CONTAINER_HEAD_BYTES = MAX_LOG_BYTES - 2 * (TAIL_BYTES + MARK_ROOM)
+
+
+def capped_command(command: list[str], head: int = CONTAINER_HEAD_BYTES, tail: int = TAIL_BYTES) -> list[str]:
+    """command, with its output cut to its first `head` and last `tail` bytes inside the container."""
+    return ["python3", "-c", IN_CONTAINER_CAP, str(head), str(tail), *command]
