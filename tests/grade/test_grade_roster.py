@@ -32,7 +32,8 @@ def test_a_roster_at_the_deadline_is_graded_with_the_courses_rules(tmp_path, can
     assert "notes.txt" in carla["output"]
     rows = {row["submission"]: row for row in csv.DictReader((out / "grades.csv").open())}
     assert sorted(rows) == ["ana", "bruno", "carla", "dani"]
-    assert rows["ana"]["commit"] == course.commits["ana:v2"][:12] or rows["ana"]["commit"] == course.commits["ana:v2"]
+    assert rows["ana"]["graded_commit"] == course.commits["ana:v2"]
+    assert rows["ana"]["late"].startswith(course.commits["ana:late"][:12])
     assert int(rows["bruno"]["leaked_credentials"]) > 0 and int(rows["ana"]["leaked_credentials"]) == 0
     assert "cannot read the repository" in graded.results("dani")["output"] + str(graded.results("dani")["tests"])
     page = (out / "index.html").read_text()
