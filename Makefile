@@ -146,7 +146,19 @@ grade-tests: $(STAMP)
 bench-grade: $(STAMP)
 	$(BIN)/python -m dcgan_harness.grade.bench --output bench-grade-results.json
 
-test: unit compat aws journey e2e grade-tests
+# Every layer in turn, stopping at the first that fails, then the time each took.
+LAYERS ?= unit compat aws journey e2e grade-tests
+LAYER_TIMES := .cache/make-test-times
+
+test:
+	@mkdir -p $(dir $(LAYER_TIMES)); : > $(LAYER_TIMES)
+	@for layer in $(LAYERS); do \
+		started=$$(date +%s); \
+		$(MAKE) --no-print-directory $$layer || exit $$?; \
+		echo "$$layer $$(( $$(date +%s) - started ))" >> $(LAYER_TIMES); \
+	done
+	@echo "make test: every layer passed; time per layer:"
+	@awk '{ total += $$2; printf "  %-12s %3d min %02d s\n", $$1, $$2 / 60, $$2 % 60 } END { printf "  %-12s %3d min %02d s\n", "total", total / 60, total % 60 }' $(LAYER_TIMES)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache
