@@ -24,8 +24,6 @@ TASK_SECTIONS = ("pre_tasks", "tasks", "post_tasks", "handlers")
 # The sections a play runs in order, before its notified handlers.
 RUN_SECTIONS = ("pre_tasks", "tasks", "post_tasks")
 BLOCK_SECTIONS = ("block", "rescue", "always")
-# Sections whose tasks run only when something else happens first.
-CONDITIONAL_SECTIONS = frozenset({"handlers", "rescue"})
 # What a task that runs does to the rest of the play: goes on, fails the host
 # (no later task or play runs for it), or ends the play (later plays still run).
 GOES_ON, FAILS, ENDS_PLAY = "goes on", "fails", "ends the play"
@@ -177,9 +175,6 @@ class Node:
                 found.update(str(tag) for tag in value)
         return found
 
-    def in_sections(self) -> set[str]:
-        return {node.section for node in self.chain()}
-
 
 @dataclass
 class Task(Node):
@@ -205,10 +200,6 @@ class Task(Node):
             return False
         resolver = self.resolver()
         return not any(condition_value(condition, resolver) is False for condition in self.conditions)
-
-    def runs_for_real(self) -> bool:
-        """Enabled, and not in a section that runs only when something else happens first."""
-        return self.enabled() and not self.in_sections() & CONDITIONAL_SECTIONS
 
     def effect_on_play(self) -> str:
         """GOES_ON, or FAILS / ENDS_PLAY when the task certainly stops the host."""
