@@ -280,12 +280,12 @@ def test_a_fifo_as_head_fails_the_clone_check_at_once_and_the_others_still_run(m
     root = tmp_path / "vm"
     (root / "home/ubuntu/Distributed-DCGAN/.git").mkdir(parents=True)
     os.mkfifo(root / "home/ubuntu/Distributed-DCGAN/.git/HEAD")
-    monkeypatch.setattr(verify.VmFromOutside, "of", classmethod(lambda cls, client, name: cls(SafeTree(root), None, [])))
+    monkeypatch.setattr(verify.VmFromOutside, "of", classmethod(lambda cls, machine: cls(SafeTree(root), None, [])))
     rubric = load_rubric()
     run = SimpleNamespace(rubric=rubric, served=SimpleNamespace(commit="c0ffee" * 6), staged_images=256, client=None)
     result = SubmissionResult("fifo", "fifo.yaml")
     work = SubmissionWork(Submission("fifo", Path("fifo.yaml"), PLAYBOOK), 1, 1, tmp_path, result)
-    work.cloud = SimpleNamespace(vms=[SimpleNamespace(name="vm")])
+    work.target = SimpleNamespace(machines=[SimpleNamespace(name="vm", freeze=lambda: True)])
     started = time.monotonic()
     verify.VerifyStage().run(run, work)
     assert time.monotonic() - started < 5

@@ -13,7 +13,14 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import FAILED, PARTIAL, PASSED, CheckResult, SubmissionResult, format_points
+from .results import (
+    FAILED,
+    PARTIAL,
+    PASSED,
+    CheckResult,
+    SubmissionResult,
+    format_points,
+)
 from .rubric import LATE_CHECK_ID, Rubric
 from .submission import SubmissionError, clean_name
 

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from . import git, leaks
 from .formats import printable, write_atomically
-from .repos import MANIFEST, MANIFEST_CSV, RosterEntry, iso, read_manifest, source_problem
+from .repos import (
+    MANIFEST,
+    MANIFEST_CSV,
+    RosterEntry,
+    iso,
+    read_manifest,
+    source_problem,
+)
 from .submission import clean_name, unique
 
 MANIFEST_COLUMNS = ("student", "repo", "dir", "commit", "collected_at", "head", "error")

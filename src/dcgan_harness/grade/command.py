@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from .. import mnist
 from ..localcloud import LocalCloudError, check_app_dir, down, progress
+from ..localcloud.lxd import LXD_INSTALL_HINT, lxd_available
 from ..localrun import OFFLINE_APP, default_mnist_dir
 from . import report_html, reuse, similarity
 from .adjust import read_overrides, unmatched
@@ -25,11 +26,20 @@ from .finish import Finisher
 from .formats import GradesCsv, JUnitXml, write_atomically
 from .git import GitError
 from .pipeline import grade_class, start_grading, write_class_files
-from .repos import GRADE_LATEST, LATE_POLICIES, ON_TIME, RepoOptions, find_submissions, load_template, parse_deadline, read_roster
+from .repos import (
+    GRADE_LATEST,
+    LATE_POLICIES,
+    ON_TIME,
+    RepoOptions,
+    find_submissions,
+    load_template,
+    parse_deadline,
+    read_roster,
+)
 from .results import SubmissionResult
 from .rubric import Rubric, RubricError, load_rubric
 from .submission import Submission, SubmissionError, parse_shard, shard
-from .work import DEFAULT_TIMEOUT_S, MODES
+from .work import BACKENDS, DEFAULT_TIMEOUT_S, MODES, PRIVILEGED, UNPRIVILEGED
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -52,6 +62,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--shard", help="K/N: grade every N-th submission starting at the K-th")
     parser.add_argument("--force", action="store_true", help="grade every submission again, even where an earlier result in --out would do")
     parser.add_argument("--overrides", type=Path, metavar="FILE", help="a CSV student,check,points,reason applied last")
+    parser.add_argument("--vms", choices=BACKENDS, default=UNPRIVILEGED,
+                        help="unprivileged: LXD VMs whose root is not this machine's (default); "
+                             "docker: the Docker VMs, root on this machine (needs --allow-privileged-vms)")
+    parser.add_argument("--allow-privileged-vms", action="store_true",
+                        help="grade on the Docker VMs although a submission there is root on this machine: trusted classes only")
     course = parser.add_argument_group("repositories")
     course.add_argument("--roster", type=Path, metavar="FILE", help="a CSV student,repo[,commit]: each student's repository, cloned now")
     course.add_argument("--deadline", metavar="ISO-8601",
@@ -61,6 +76,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "with the rubric's late penalty")
     course.add_argument("--template", metavar="PATH|URL", help="the course's starting repository: list what else each student changed")
     return parser  # fmt: skip
+
+
+def chosen_backend(args) -> str:
+    """The VMs this class is graded on; the privileged ones only when asked for by name."""
+    if args.vms == PRIVILEGED and not args.allow_privileged_vms:
+        raise SubmissionError(
+            "--vms docker runs each playbook as root on this machine, where it can change other submissions' "
+            "grades; grade on --vms unprivileged, or pass --allow-privileged-vms for a class you trust"
+        )
+    if args.vms == UNPRIVILEGED and not lxd_available():
+        raise SubmissionError(
+            f"unprivileged VMs need LXD, and none runs here: {LXD_INSTALL_HINT} "
+            "(or, for a class you trust, --vms docker --allow-privileged-vms)"
+        )
+    return args.vms
 
 
 def build_collect_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -125,7 +155,9 @@ def grade(args: argparse.Namespace) -> int:
         class_run = SimpleNamespace(out_dir=out, rubric=rubric)  # all write_class_files reads of a run
     else:
         progress(f"grade: {len(submissions)} submission(s), mode {args.mode}, {args.jobs} at a time, results in {out}")
-        class_run = start_grading(args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out)
+        class_run = start_grading(
+            args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out, backend=chosen_backend(args)
+        )
         progress(f"grade: run {class_run.grading_id}; `dcgan-harness cloud down` removes what an interrupted run leaves")
         try:
             results = grade_class(class_run, submissions, args.jobs)

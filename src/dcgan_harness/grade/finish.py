@@ -13,12 +13,11 @@ from pathlib import Path
 from . import reuse
 from .adjust import Override, apply_late_penalty, apply_overrides
 from .courserules import leak_lines, submission_checks
-from .leaks import mask_file
 from .formats import GradescopeJson
+from .leaks import mask_file
 from .results import SubmissionResult
 from .rubric import LATE_CHECK_ID, SUBMISSION_CHECK_IDS, Rubric
 from .submission import Submission
-
 
 # The logs are capped at 4 MiB; nothing the stages write beside results.json is larger.
 MAX_MASKED_BYTES = 16 * 1024 * 1024

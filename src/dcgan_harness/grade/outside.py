@@ -238,27 +238,24 @@ class VmFromOutside:
     pids: list[int]
 
     @classmethod
-    def of(cls, client, vm_name: str) -> VmFromOutside:
-        """The VM as its init process sees its files (every mount of the VM included), from this machine."""
-        container = client.containers.get(vm_name)
-        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+    def of(cls, machine) -> VmFromOutside:
+        """The VM as its init process sees its files (every mount of the VM included), from this machine.
+
+        machine: a target's Machine, which names the VM's processes as this machine numbers them.
+        """
+        pid = machine.init_pid()
         if not pid:
-            raise EvidenceError(f"{vm_name} is not running")
+            raise EvidenceError(f"{machine.name} is not running")
+        if not machine.owns(pid):
+            raise EvidenceError(f"process {pid} is no longer {machine.name}'s")
         try:
-            with open(f"/proc/{pid}/cgroup") as groups:
-                if container.id not in groups.read():
-                    raise EvidenceError(f"process {pid} is no longer {vm_name}'s")
             with open(f"/proc/{pid}/mountinfo") as mounts:
                 avoid = unsafe_mounts(mounts.read())
         except OSError as error:
-            raise EvidenceError(f"{vm_name}'s process {pid} cannot be read ({error.strerror}); grade as root") from None
+            raise EvidenceError(f"{machine.name}'s process {pid} cannot be read ({error.strerror}); grade as root") from None
         root = SafeTree(f"/proc/{pid}/root", avoid=avoid)
-        try:
-            pids = [int(row[0]) for row in container.top(ps_args="-eo pid").get("Processes") or []]
-        except Exception:  # noqa: BLE001 - a VM that stopped has no processes
-            pids = []
         docker = SafeTree.below(root, "var/lib/docker")
-        return cls(root, docker, pids)
+        return cls(root, docker, machine.pids())
 
     def close(self) -> None:
         self.root.close()

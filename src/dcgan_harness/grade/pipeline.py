@@ -19,26 +19,38 @@ from ..interrupts import sigterm_as_ctrl_c
 from ..localcloud import down, ensure_engine, prepare_images, progress, serve_app
 from ..localcloud.controller import ensure_controller_image
 from ..localcloud.images import runtime_digest
-from .formats import ClassTable, GradescopeJson, GradesCsv, JUnitXml, printable, write_atomically
+from ..localcloud.lxd import ensure_lxd, ensure_lxd_image
+from .formats import (
+    ClassTable,
+    GradescopeJson,
+    GradesCsv,
+    JUnitXml,
+    printable,
+    write_atomically,
+)
 from .results import ERROR, CheckResult, SubmissionResult
 from .reuse import reuse_earlier
 from .rubric import Rubric
 from .run import RunStage
-from .static import StaticStage
 from .staging import SERVED_NAME, build_reference_image, prepare_app
+from .static import StaticStage
 from .submission import Submission
 from .verify import VerifyStage
-from .work import STAGED_IMAGES, GradingRun, SubmissionWork
+from .work import STAGED_IMAGES, UNPRIVILEGED, GradingRun, SubmissionWork
 
 STAGES = (StaticStage, RunStage, VerifyStage)
 
 
 def start_grading(
-    app_dir: Path, mnist_dir: Path, mode: str, timeout: float, rubric: Rubric, out_dir: Path
+    app_dir: Path, mnist_dir: Path, mode: str, timeout: float, rubric: Rubric, out_dir: Path,
+    backend: str = UNPRIVILEGED,
 ) -> GradingRun:
     grading_id = "g" + secrets.token_hex(3)
     client = ensure_engine()
     images = prepare_images(client)
+    if backend == UNPRIVILEGED:
+        # Imported once here, not inside the first submission's time limit.
+        ensure_lxd_image(ensure_lxd(), client, images.vm)
     controller_image = ensure_controller_image(client)
     with tempfile.TemporaryDirectory(prefix="dcgan-grade-app-") as tmp:
         app = prepare_app(app_dir, mnist_dir, STAGED_IMAGES[mode], Path(tmp))
@@ -47,7 +59,7 @@ def start_grading(
     return GradingRun(
         client, images, controller_image, served, grading_id, mode, timeout, rubric, out_dir,
         app_dir=Path(app_dir), mnist_dir=Path(mnist_dir), reference_image=reference_image,
-        runtime_digest=runtime_digest(images.registry),
+        runtime_digest=runtime_digest(images.registry), backend=backend,
     )
 
 

@@ -27,7 +27,15 @@ from pathlib import Path
 from ..localcloud import progress
 from ..localcloud.gitserver import commit_folder
 from .formats import printable, write_atomically
-from .results import ERROR, FAILED, PARTIAL, PASSED, CheckResult, StageReport, SubmissionResult
+from .results import (
+    ERROR,
+    FAILED,
+    PARTIAL,
+    PASSED,
+    CheckResult,
+    StageReport,
+    SubmissionResult,
+)
 from .rubric import STAGE_CHECK_IDS, Rubric
 from .staging import prepare_app
 from .submission import Submission

@@ -3,10 +3,9 @@ and what a late submission costs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import re
 
 import yaml
 

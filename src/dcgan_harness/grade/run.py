@@ -9,11 +9,13 @@ internal network that holds only the two of them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
+from urllib.parse import urlsplit
 
-from ..localcloud import RUN_LABEL, LocalCloudError, up
+from ..localcloud import RUN_LABEL, LocalCloudError
 from ..localcloud.controller import (
     address_on,
     collect_results,
@@ -22,10 +24,18 @@ from ..localcloud.controller import (
     run_sandboxed,
 )
 from ..localcloud.engine import progress, remove_container
-from ..localcloud.images import ensure_mirror, runtime_digest
-from ..localcloud.vms import exec_in
+from ..localcloud.images import (
+    GIT_DAEMON_PORT,
+    REGISTRY_PORT,
+    ensure_mirror,
+    runtime_digest,
+)
+from ..localcloud.vms import apt_cache_address
+from ..targets import Endpoint, Machine, Target
+from ..targets.docker_vms import DockerVms
+from ..targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Nic, Service
 from .staging import stage_submission_app
-from .work import GradingRun, SubmissionWork
+from .work import UNPRIVILEGED, GradingRun, SubmissionWork
 
 UPSTREAM_PREFIXES = (
     "https://github.com/otavioon/",
@@ -68,15 +78,52 @@ def upstream_redirect(served_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def redirect_upstream_on(client, vm_name: str, served_url: str) -> None:
-    container = client.containers.get(vm_name)
-    code, output = exec_in(
-        container,
+def redirect_upstream_on(machine: Machine, served_url: str) -> None:
+    code, output = machine.exec(
         ["sh", "-c", 'printf "%s" "$GITCONFIG" > /etc/gitconfig && chmod 644 /etc/gitconfig'],
-        environment={"GITCONFIG": upstream_redirect(served_url)},
+        {"GITCONFIG": upstream_redirect(served_url)},
     )
     if code != 0:
-        raise LocalCloudError(f"writing /etc/gitconfig on {vm_name} failed: {output[:160]}")
+        raise LocalCloudError(f"writing /etc/gitconfig on {machine.name} failed: {output[:160]}")
+
+
+def start_docker_vm(run: GradingRun, work: SubmissionWork, network: str) -> tuple[Target, Endpoint]:
+    """A Docker-container VM (root on this machine: trusted runs only), joined to the sandbox network."""
+    target = DockerVms(1, work.run_id, client=run.client, images=run.images)
+    work.target = target.up()
+    vm = target.machines[0]
+    redirect_upstream_on(vm, work.served(run).url)
+    run.client.networks.get(network).connect(vm.name)
+    return target, Endpoint(address_on(run.client.containers.get(vm.name), network), 22)
+
+
+def start_unprivileged_vm(run: GradingRun, work: SubmissionWork, network: str) -> tuple[Target, Endpoint]:
+    """An LXD VM with its own user namespace, on the sandbox network, the services on its loopback."""
+    served = work.served(run).url
+    git_host = urlsplit(served).hostname or ""
+    services = [
+        Service("registry", REGISTRY_PORT, run.images.registry.address_for_vms),
+        Service("git", GIT_PORT, f"{git_host}:{GIT_DAEMON_PORT}"),
+    ]
+    apt_cache = apt_cache_address(run.client)
+    if apt_cache:
+        services.append(Service("apt", APT_CACHE_PORT, apt_cache))
+    nic = sandbox_nic(run.client, network)
+    target = LxdVms(
+        1, work.run_id, docker_client=run.client, vm_image=run.images.vm, services=services,
+        mirror_port=REGISTRY_PORT, nic=nic,
+    )  # fmt: skip
+    work.target = target.up()
+    redirect_upstream_on(target.machines[0], served.replace(f"://{git_host}", "://127.0.0.1", 1))
+    return target, Endpoint(nic.address, 22)
+
+
+def sandbox_nic(client, network: str) -> Nic:
+    """A fixed address high in the sandbox network's subnet, which Docker gives no container of its own."""
+    attrs = client.networks.get(network).attrs
+    subnet = ipaddress.ip_network(attrs["IPAM"]["Config"][0]["Subnet"])
+    bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
+    return Nic(bridge=bridge, address=str(subnet.broadcast_address - 2), prefix=subnet.prefixlen)
 
 
 class RunStage:
@@ -93,17 +140,15 @@ class RunStage:
             work.staged = stage_submission_app(
                 run.client, run.app_dir, run.mnist_dir, run.staged_images, run.grading_id, work.run_id
             )
-        work.cloud = up(1, work.run_id, client=run.client, images=run.images)
-        # Ctrl-C may have come while the VM booted: its cleanup has run already.
-        if run.stop.is_set():
-            raise KeyboardInterrupt
-        vm = work.cloud.vms[0]
-        redirect_upstream_on(run.client, vm.name, work.served(run).url)
         network = f"dcgan-sandbox-{work.run_id}"
         controller = f"dcgan-controller-{work.run_id}"
         try:
-            create_sandbox_network(run.client, network, {RUN_LABEL: work.run_id}).connect(vm.name)
-            address = address_on(run.client.containers.get(vm.name), network)
+            create_sandbox_network(run.client, network, {RUN_LABEL: work.run_id})
+            start = start_unprivileged_vm if run.backend == UNPRIVILEGED else start_docker_vm
+            _, endpoint = start(run, work, network)
+            # Ctrl-C may have come while the VM booted: its cleanup has run already.
+            if run.stop.is_set():
+                raise KeyboardInterrupt
             work.sandbox = run_sandboxed(
                 run.client,
                 run.controller_image,
@@ -111,8 +156,8 @@ class RunStage:
                 network=network,
                 files={
                     "configure.yaml": work.submission.playbook,
-                    "inventory.yaml": course_inventory(address),
-                    KEY_NAME: work.cloud.key.read_bytes(),
+                    "inventory.yaml": course_inventory(endpoint.host),
+                    KEY_NAME: work.target.key.read_bytes(),
                 },
                 command=["ansible-playbook", "-i", "inventory.yaml", "configure.yaml"],
                 timeout=run.timeout,

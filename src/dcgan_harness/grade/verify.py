@@ -71,12 +71,13 @@ class VerifyStage:
     def run(self, run: GradingRun, work: SubmissionWork) -> None:
         started = time.monotonic()
         vm, why = None, work.run_problem or "no VM to check"
-        if work.cloud:
+        if work.target and work.target.machines:
+            machine = work.target.machines[0]
             # Frozen, the VM can change nothing while it is read: no mount
             # appears, no file is swapped between two reads.
-            freeze(run.client, work.cloud.vms[0].name)
+            machine.freeze()
             try:
-                vm = VmFromOutside.of(run.client, work.cloud.vms[0].name)
+                vm = VmFromOutside.of(machine)
             except EvidenceError as error:
                 why = f"the VM cannot be read from outside: {error}"
         checks = {
@@ -246,14 +247,6 @@ def fetched_outputs(work: SubmissionWork) -> list[Path]:
     if not work.results_dir.is_dir():
         return []
     return sorted(work.results_dir.rglob(OUTPUT_NAME), key=lambda p: (len(p.parts), str(p)))
-
-
-def freeze(client, vm_name: str) -> None:
-    """Pause the VM's processes for the rest of its grading; it is removed afterwards."""
-    try:
-        client.containers.get(vm_name).pause()
-    except Exception:  # noqa: BLE001 - an engine without the freezer still grades, from a running VM
-        pass
 
 
 def output_on_vm(vm: VmFromOutside) -> tuple[str, str] | None:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 
-from ..localcloud import Cloud, CloudImages, ServedApp
+from ..localcloud import CloudImages, ServedApp
 from ..localcloud.controller import SandboxResult
 from .results import CheckResult, StageReport, SubmissionResult
 from .rubric import Rubric
 from .staging import StagedApp
 from .submission import Submission
+
+if TYPE_CHECKING:
+    from ..targets import Target
 
 FAST = "fast"
 FULL = "full"
@@ -22,6 +26,11 @@ MODES = (FAST, FULL)
 # Images the grader stages per mode: 2 iterations at batch 128, or the course's 79.
 STAGED_IMAGES = {FAST: 256, FULL: 10_000}
 DEFAULT_TIMEOUT_S = {FAST: 900, FULL: 3600}
+# Where submissions run: LXD VMs whose root is an unprivileged uid here, or
+# the Docker VMs, which are root on this machine (trusted classes only).
+UNPRIVILEGED = "unprivileged"
+PRIVILEGED = "docker"
+BACKENDS = (UNPRIVILEGED, PRIVILEGED)
 
 
 @dataclass
@@ -44,6 +53,8 @@ class GradingRun:
     reference_image: str | None = None
     # The manifest digest of the runtime as published to the mirror, checked before each submission.
     runtime_digest: str | None = None
+    # Where submissions run: unprivileged (LXD) VMs, or the Docker VMs, root on this machine.
+    backend: str = UNPRIVILEGED
     stop: threading.Event = field(default_factory=threading.Event)
     # Run ids of the submissions' VMs, for the cleanup after Ctrl-C.
     run_ids: set[str] = field(default_factory=set)
@@ -66,7 +77,8 @@ class SubmissionWork:
     playbook_path: Path | None = None
     # This submission's app and data, served for its VM alone (staging.py).
     staged: StagedApp | None = None
-    cloud: Cloud | None = None
+    # Where the playbook ran; the verifier reads its VM from outside.
+    target: Target | None = None
     sandbox: SandboxResult | None = None
     # Why the playbook did not run, when it did not.
     run_problem: str = ""

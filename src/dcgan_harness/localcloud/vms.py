@@ -48,6 +48,7 @@ from .images import (
     project_labels,
     project_root,
 )
+from .lxd import down_lxd
 
 RUN_LABEL = "dcgan.localcloud.run"
 NODE_LABEL = "dcgan.localcloud.node"
@@ -515,11 +516,13 @@ def down(run_id: str | None = None, client: docker.DockerClient | None = None) -
     apt cache stop when no VM is left and no other run is starting; their data
     volumes stay as caches for the next `up` (`down_all` removes them).
     """
+    # The unprivileged VMs of the same run go too; LXD never started: none.
+    unprivileged = down_lxd(run_id)
     client = client or try_connect()
     if client is None:
         _remove_state(run_id)
-        return []
-    removed = _remove_containers(client, run_id, roles=("vm", "git", "controller", "reference"))
+        return unprivileged
+    removed = unprivileged + _remove_containers(client, run_id, roles=("vm", "git", "controller", "reference"))
     for network in client.networks.list(filters=_project_filter(run_id)):
         # Sandbox networks of the grader; their members are gone by now.
         try:
