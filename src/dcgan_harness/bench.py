@@ -19,11 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import report
-
-from . import bench_floor
+from . import bench_floor, report
 from .localcloud import LocalCloudError, down, up
-from .localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, REPO_ROOT, RunOptions, open_session
+from .localrun import (
+    FAST_EXTRA_ARGS,
+    FAST_MNIST_LIMIT,
+    REPO_ROOT,
+    RunOptions,
+    open_session,
+)
 from .mnist import MnistError
 
 PHASE_ORDER = ("engine", "image", "vm_up", "connect", "install", "clone", "build", "train", "fetch", "other")
