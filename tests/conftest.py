@@ -1,6 +1,7 @@
 """Fixtures shared by the infra and e2e layers: local VMs that configure.yaml
-has configured, one per VM image, brought up once per test session and removed
-afterwards (the e2e layer's on Debian 11, the infra layer's on Debian 12)."""
+has configured, one per VM image and kind, brought up once per test session and
+removed afterwards (the e2e layer's on Debian 11 Docker VMs, the infra layer's
+on Debian 12 unprivileged VMs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dcgan_harness.localrun import (
+    DOCKER_VMS,
     FAST_EXTRA_ARGS,
     FAST_MNIST_LIMIT,
     LocalSession,
@@ -49,19 +51,20 @@ def deployments(tmp_path_factory):
     made: dict[str, Deployment] = {}
     sessions: list[LocalSession] = []
 
-    def deployment_on(vm_image: str) -> Deployment:
-        if vm_image not in made:
+    def deployment_on(vm_image: str, vms: str = DOCKER_VMS) -> Deployment:
+        if (vm_image, vms) not in made:
             options = RunOptions(
                 app="offline",
                 mnist_limit=FAST_MNIST_LIMIT,
                 extra_args=FAST_EXTRA_ARGS,
-                results_dir=tmp_path_factory.mktemp(f"resultados-{vm_image}"),
+                results_dir=tmp_path_factory.mktemp(f"resultados-{vm_image}-{vms}"),
                 vm_image=vm_image,
+                vms=vms,
             )
             session = open_session(options)
             sessions.append(session)
-            made[vm_image] = Deployment(session, session.deploy())
-        return made[vm_image]
+            made[vm_image, vms] = Deployment(session, session.deploy())
+        return made[vm_image, vms]
 
     try:
         yield deployment_on

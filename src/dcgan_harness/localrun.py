@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +32,23 @@ from .localcloud import (
     progress,
     serve_app,
     state_dir,
-    up,
 )
+from .localcloud.controller import create_sandbox_network
+from .localcloud.images import DEFAULT_VM_IMAGE, GIT_DAEMON_PORT, REGISTRY_PORT, chosen_vm_image
+from .localcloud.lxd import lxd_available
+from .localcloud.vms import RUN_LABEL, Machine, apt_cache_address, check_run_id, new_run_id, write_inventory
 from .output import Expectations, check_complete, parse_output_file
 from .playbook_run import PlaybookResult, run_playbook
+from .targets import Target
+from .targets.docker_vms import DockerVms
+from .targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Service, bridge_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO_ROOT / "configure.yaml"
 OFFLINE_APP = REPO_ROOT / "tests" / "e2e" / "fixtures" / "app"
+DOCKER_VMS = "docker"
+UNPRIVILEGED_VMS = "unprivileged"
+VM_KINDS = ("auto", UNPRIVILEGED_VMS, DOCKER_VMS)
 UPSTREAM_URL = "https://github.com/otavioon/Distributed-DCGAN.git"
 UPSTREAM_PROBE_TIMEOUT_S = 10
 # Settings of the fast run that CI uses: two iterations of a narrow DCGAN.
@@ -64,6 +74,10 @@ class RunOptions:
     ranks_per_vm: int = 1
     # bookworm, bullseye or ubuntu; None: $DCGAN_VM_IMAGE, else bookworm.
     vm_image: str | None = None
+    # docker (VMs that are root here) or unprivileged (LXD, bookworm only).
+    vms: str = DOCKER_VMS
+    # The playbook to deploy: the repository's, or a student's own.
+    playbook: Path = PLAYBOOK
 
     @property
     def world_size(self) -> int:
@@ -76,6 +90,7 @@ class LocalSession:
 
     options: RunOptions
     cloud: Cloud
+    target: Target
     repo_url: str
     repo_commit: str | None
     mnist_dir: Path
@@ -114,14 +129,16 @@ class LocalSession:
     def deploy(self, echo: bool = True, **overrides) -> PlaybookResult:
         self.runs += 1
         log = state_dir(self.cloud.run_id) / f"ansible-run{self.runs}.log"
-        progress(f"localrun: ansible-playbook configure.yaml (run {self.runs}, log {log})")
-        return run_playbook(PLAYBOOK, self.cloud.inventory, self.extra_vars(**overrides), log_path=log, echo=echo)
+        progress(f"localrun: ansible-playbook {self.options.playbook} (run {self.runs}, log {log})")
+        return run_playbook(
+            self.options.playbook, self.cloud.inventory, self.extra_vars(**overrides), log_path=log, echo=echo
+        )
 
     def output_file(self, host: str = "compute01") -> Path:
         return self.options.results_dir / host / "output.txt"
 
     def close(self) -> None:
-        down(self.cloud.run_id)
+        self.target.down()
 
 
 @contextmanager
@@ -156,33 +173,90 @@ def stage_mnist(options: RunOptions, work: Path) -> Path:
 
 
 def open_session(options: RunOptions) -> LocalSession:
-    """Engine, images, VMs and app source; the caller closes the session."""
+    """Engine, images, app source and VMs; the caller closes the session."""
     if options.app == "offline" or options.app == "auto":
         check_app_dir(options.app_dir, "--app-dir")
+    check_playbook(options.playbook)
     work = REPO_ROOT / ".cache" / "localrun"
     work.mkdir(parents=True, exist_ok=True)
     # Bad data fails here, before anything is started.
     mnist_dir = stage_mnist(options, work)
+    run_id = check_run_id(options.run_id or new_run_id())
     phases: dict[str, float] = {}
     with timed(phases, "engine"):
         client = ensure_engine()
     with timed(phases, "image"):
         images = prepare_images(client, options.vm_image)
-    with timed(phases, "vm_up"):
-        cloud = up(options.nodes, options.run_id, client=client, images=images)
     try:
-        repo_url, commit = _choose_app(options, cloud)
+        # Served before the VMs start: unprivileged VMs reach the git server
+        # through a device made with them.
+        repo_url, commit = _choose_app(options, run_id, client)
+        with timed(phases, "vm_up"):
+            target, repo_url = start_target(options, run_id, client, images, repo_url)
     except BaseException:
-        down(cloud.run_id)
+        down(run_id, client=client)
         raise
-    return LocalSession(options, cloud, repo_url, commit, mnist_dir, phases)
+    return LocalSession(options, cloud_view(target, images.vm_image), target, repo_url, commit, mnist_dir, phases)
 
 
-def _choose_app(options: RunOptions, cloud: Cloud) -> tuple[str, str | None]:
-    if options.app == "upstream" or (options.app == "auto" and options.app_dir == OFFLINE_APP and upstream_reachable()):
+def check_playbook(playbook: Path) -> None:
+    if not Path(playbook).is_file():
+        raise LocalCloudError(f"--playbook {playbook}: no such file; give the path of a configure.yaml")
+
+
+def start_target(options: RunOptions, run_id: str, client, images, repo_url: str) -> tuple[Target, str]:
+    """The run's VMs, and the URL they clone the app from."""
+    if options.vms != UNPRIVILEGED_VMS:
+        return DockerVms(options.nodes, run_id, client=client, images=images).up(), repo_url
+    if images.vm_image != DEFAULT_VM_IMAGE:
+        raise LocalCloudError(
+            f"--vms unprivileged runs the {DEFAULT_VM_IMAGE} VM image only ({images.vm_image}'s docker.io cannot "
+            "unpack image layers in a user namespace); use --vms docker for it"
+        )
+    git_host = urlsplit(repo_url).hostname or ""
+    services = [
+        Service("registry", REGISTRY_PORT, images.registry.address_for_vms),
+        Service("git", GIT_PORT, f"{git_host}:{GIT_DAEMON_PORT}"),
+    ]
+    apt_cache = apt_cache_address(client)
+    if apt_cache:
+        services.append(Service("apt", APT_CACHE_PORT, apt_cache))
+    network = None
+    if options.nodes > 1:
+        # The VMs train as one job, so they reach each other, and only each other.
+        name = f"dcgan-net-{run_id}"
+        create_sandbox_network(client, name, {RUN_LABEL: run_id})
+        network = bridge_of(client, name)
+    target = LxdVms(
+        options.nodes, run_id, docker_client=client, vm_image=images.vm, services=services,
+        mirror_port=REGISTRY_PORT, network=network,
+    )  # fmt: skip
+    target.up()
+    return target, repo_url.replace(f"://{git_host}", "://127.0.0.1", 1)
+
+
+def cloud_view(target: Target, vm_image: str) -> Cloud:
+    """What the session's users read of its VMs: names, nodes, SSH ports, addresses, the inventory."""
+    if isinstance(target, DockerVms):
+        return target.cloud
+    machines = [
+        Machine(m.name, "vm", "running", target.run_id, m.node, m.ssh().port, getattr(m, "address", ""))
+        for m in target.machines
+    ]
+    inventory = write_inventory(state_dir(target.run_id) / "inventory.yaml", machines, target.key)
+    return Cloud(run_id=target.run_id, inventory=inventory, key=target.key, vms=machines, vm_image=vm_image)
+
+
+def _choose_app(options: RunOptions, run_id: str, client) -> tuple[str, str | None]:
+    if options.vms == UNPRIVILEGED_VMS and options.app == "upstream":
+        raise LocalCloudError(
+            "--vms unprivileged VMs reach only the local services, not GitHub; drop --upstream or use --vms docker"
+        )
+    use_upstream = options.app == "auto" and options.app_dir == OFFLINE_APP and options.vms != UNPRIVILEGED_VMS
+    if options.app == "upstream" or (use_upstream and upstream_reachable()):
         progress(f"localrun: the VMs clone upstream {UPSTREAM_URL}")
         return UPSTREAM_URL, None
-    served = serve_app(options.app_dir, cloud.run_id)
+    served = serve_app(options.app_dir, run_id, client=client)
     return served.url, served.commit
 
 
@@ -203,6 +277,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--fast", action="store_true", help=f"--mnist-limit {FAST_MNIST_LIMIT} --extra-args '{FAST_EXTRA_ARGS}'")
     parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "resultados")
     parser.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (remove them with `cloud down`)")
+    parser.add_argument("--playbook", type=Path, default=PLAYBOOK,
+                        help="the playbook to deploy (default: the repository's configure.yaml)")
+    parser.add_argument("--vms", choices=VM_KINDS, default="auto",
+                        help="unprivileged: LXD VMs whose root is not this machine's (bookworm; one job's VMs reach "
+                             "each other only); docker: the Docker VMs, root here; auto (default): unprivileged "
+                             "where LXD runs or can be started and the VM image is bookworm")  # fmt: skip
     parser.add_argument(
         "--vm-image", choices=["bookworm", "bullseye", "ubuntu"],
         help="the VMs' system: bullseye (Debian 11, like the course's Ubuntu 20.04), bookworm (Debian 12) or "
@@ -217,6 +297,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         nodes=args.nodes, ranks_per_vm=args.ranks_per_vm, app=app, app_dir=(args.app_dir or OFFLINE_APP).resolve(),
         mnist_dir=args.mnist_dir, mnist_limit=args.mnist_limit, extra_args=args.extra_args,
         results_dir=args.results_dir.resolve(), vm_image=args.vm_image,
+        playbook=args.playbook.resolve(), vms=chosen_vms(args.vms, args.vm_image, args.upstream),
     )
     if args.fast:
         options.mnist_limit = options.mnist_limit or FAST_MNIST_LIMIT
@@ -230,6 +311,15 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     if args.upstream and not upstream_reachable():
         raise LocalCloudError(f"--upstream: {UPSTREAM_URL} cannot be reached from here; drop --upstream to use the offline app")
     return options
+
+
+def chosen_vms(asked: str, vm_image: str | None, upstream: bool = False) -> str:
+    """auto: the unprivileged VMs wherever they can run this VM image, else the Docker VMs."""
+    if asked != "auto":
+        return asked
+    if upstream or chosen_vm_image(vm_image) != DEFAULT_VM_IMAGE or not lxd_available():
+        return DOCKER_VMS
+    return UNPRIVILEGED_VMS
 
 
 def output_problems(session: LocalSession, host: str) -> list[str]:

@@ -152,3 +152,13 @@ def wait_for_line(process: subprocess.Popen, pattern: re.Pattern, timeout: float
         if time.monotonic() > deadline:
             break
     raise AssertionError(f"no line matching {pattern.pattern!r}; the grader said:\n{''.join(seen[-20:])}")
+
+
+def unprivileged_vms_of(grading_id: str) -> list[str]:
+    """The LXD VMs (and their disks) a grading run left; none when LXD never ran."""
+    from dcgan_harness.localcloud.lxd import VM_PREFIX, leftover_disks, try_connect_lxd
+
+    lxd = try_connect_lxd()
+    names = [i.name for i in lxd.instances.all()] if lxd is not None else []
+    names += [f"disk {d}" for d in leftover_disks()]
+    return [n for n in names if n.removeprefix("disk ").startswith(f"{VM_PREFIX}-{grading_id}")]

@@ -17,7 +17,16 @@ import pytest
 from dcgan_harness.grade.rubric import CHECK_IDS, load_rubric
 from dcgan_harness.localcloud import RUN_LABEL
 
-from grade_helpers import GRADING_ID, HOSTILE_MARKERS, NEVER_ENDS, NEVER_ENDS_TIMEOUT_S, SUBMISSIONS, start_grader, wait_for_line
+from grade_helpers import (
+    GRADING_ID,
+    HOSTILE_MARKERS,
+    NEVER_ENDS,
+    NEVER_ENDS_TIMEOUT_S,
+    SUBMISSIONS,
+    start_grader,
+    unprivileged_vms_of,
+    wait_for_line,
+)
 
 RUBRIC = load_rubric()
 RUBRIC_TOTAL = sum(rule.points for rule in RUBRIC.checks)
@@ -49,6 +58,8 @@ EXPECTED_PASSES = {
     "fake-engine-and-clone": set(),
     # Tries to change the other submissions' runtime (test_grade_evidence.py).
     "mirror-poison": {"install"},
+    # Reports what its VM is (test_grade_isolation.py); a probe, not a solution.
+    "vm-probe": set(),
 }
 HOSTILE = sorted(p.stem for p in SUBMISSIONS.iterdir() if p.name.startswith("hostile-")) + ["packed-plugins"]
 
@@ -152,6 +163,7 @@ def test_nothing_of_the_grading_runs_is_left(graded, graded_endless):
         leftovers = [c.name for c in client.containers.list(all=True) if c.labels.get("dcgan.localcloud.run", "").startswith(run.grading_id)]
         networks = client.networks.list(filters={"label": "dcgan.localcloud.role=sandbox-net"})
         assert leftovers == [], f"containers of {label} left: {leftovers}"
+        assert unprivileged_vms_of(run.grading_id) == []
         assert [n.name for n in networks if run.grading_id in n.name] == []
 
 
@@ -209,6 +221,7 @@ def test_ctrl_c_removes_every_vm_controller_and_network_of_the_run(tmp_path, can
             process.kill()
     leftovers = [c.name for c in client.containers.list(all=True) if c.labels.get(RUN_LABEL, "").startswith(grading_id)]
     assert leftovers == []
+    assert unprivileged_vms_of(grading_id) == []
     assert [n.name for n in client.networks.list() if grading_id in n.name] == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dcgan_harness.localcloud import engine, vms
+from dcgan_harness.localrun import UNPRIVILEGED_VMS
 
 
 @pytest.fixture(scope="session")
@@ -28,5 +29,6 @@ def cloud(docker_client):
 
 @pytest.fixture(scope="session")
 def deployment(deployments):
-    """The infra layer checks configure.yaml's work on Debian 12 (bookworm); the e2e layer runs on Debian 11."""
-    return deployments("bookworm")
+    """The infra layer checks configure.yaml's work on an unprivileged Debian 12 (bookworm) VM, the
+    grader's kind; the e2e layer runs on a Debian 11 Docker VM."""
+    return deployments("bookworm", UNPRIVILEGED_VMS)

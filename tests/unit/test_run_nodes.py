@@ -14,7 +14,7 @@ from dcgan_harness.localrun import LocalSession, RunOptions, build_parser, optio
 def session(nodes: int, ranks_per_vm: int, images: int) -> LocalSession:
     vms = [Machine(name=f"vm{i}", role="vm", state="running", run_id="t", node=f"compute0{i}") for i in range(1, nodes + 1)]
     options = RunOptions(nodes=nodes, ranks_per_vm=ranks_per_vm, mnist_limit=images)
-    return LocalSession(options, Cloud("t", Path("inventory.yaml"), Path("key"), vms), "git://x/app.git", None, Path("."))
+    return LocalSession(options, Cloud("t", Path("inventory.yaml"), Path("key"), vms), None, "git://x/app.git", None, Path("."))
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,7 @@ def grade(args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S[args.mode]
     if timeout <= 0:
         raise SubmissionError(f"--timeout must be a number of seconds above 0, not {args.timeout:g}")
+    backend = chosen_backend(args)
     rubric = load_rubric(args.rubric)
     check_app_dir(args.app_dir, "--app-dir")
     mnist_dir = args.mnist_dir or default_mnist_dir()
@@ -156,7 +157,7 @@ def grade(args: argparse.Namespace) -> int:
     else:
         progress(f"grade: {len(submissions)} submission(s), mode {args.mode}, {args.jobs} at a time, results in {out}")
         class_run = start_grading(
-            args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out, backend=chosen_backend(args)
+            args.app_dir.resolve(), Path(mnist_dir), args.mode, timeout, rubric, out, backend=backend
         )
         progress(f"grade: run {class_run.grading_id}; `dcgan-harness cloud down` removes what an interrupted run leaves")
         try:

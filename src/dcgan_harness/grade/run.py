@@ -9,7 +9,6 @@ internal network that holds only the two of them.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import time
@@ -33,7 +32,7 @@ from ..localcloud.images import (
 from ..localcloud.vms import apt_cache_address
 from ..targets import Endpoint, Machine, Target
 from ..targets.docker_vms import DockerVms
-from ..targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Nic, Service
+from ..targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Service, bridge_of
 from .staging import stage_submission_app
 from .work import UNPRIVILEGED, GradingRun, SubmissionWork
 
@@ -108,22 +107,14 @@ def start_unprivileged_vm(run: GradingRun, work: SubmissionWork, network: str) -
     apt_cache = apt_cache_address(run.client)
     if apt_cache:
         services.append(Service("apt", APT_CACHE_PORT, apt_cache))
-    nic = sandbox_nic(run.client, network)
     target = LxdVms(
         1, work.run_id, docker_client=run.client, vm_image=run.images.vm, services=services,
-        mirror_port=REGISTRY_PORT, nic=nic,
+        mirror_port=REGISTRY_PORT, network=bridge_of(run.client, network),
     )  # fmt: skip
     work.target = target.up()
-    redirect_upstream_on(target.machines[0], served.replace(f"://{git_host}", "://127.0.0.1", 1))
-    return target, Endpoint(nic.address, 22)
-
-
-def sandbox_nic(client, network: str) -> Nic:
-    """A fixed address high in the sandbox network's subnet, which Docker gives no container of its own."""
-    attrs = client.networks.get(network).attrs
-    subnet = ipaddress.ip_network(attrs["IPAM"]["Config"][0]["Subnet"])
-    bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
-    return Nic(bridge=bridge, address=str(subnet.broadcast_address - 2), prefix=subnet.prefixlen)
+    vm = target.machines[0]
+    redirect_upstream_on(vm, served.replace(f"://{git_host}", "://127.0.0.1", 1))
+    return target, Endpoint(vm.address, 22)
 
 
 class RunStage:

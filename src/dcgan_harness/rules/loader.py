@@ -10,7 +10,6 @@ from pathlib import Path
 
 import yaml
 
-
 # Nodes a playbook may hold once its aliases are expanded. A course playbook
 # has a few thousand; an alias bomb (each level aliasing the last one ten
 # times) reaches billions with a few lines, and every walk over it would too.

@@ -11,8 +11,8 @@ that needs more than that is "unknown", never guessed.
 from __future__ import annotations
 
 import operator
-import re
 import posixpath
+import re
 from collections.abc import Iterator
 from typing import Any
 

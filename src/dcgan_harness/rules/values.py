@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Playbook, Task
-from .templates import JINJA_EXPRESSION, JINJA_STATEMENT, Placeholder, Unknown, is_template
+from .templates import (
+    JINJA_EXPRESSION,
+    JINJA_STATEMENT,
+    Placeholder,
+    Unknown,
+    is_template,
+)
 
 # Magic variables a path may use; placeholders, not guesses.
 HOST_PLACEHOLDER = "<inventory_hostname>"

@@ -11,6 +11,7 @@ answers from inside.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import shlex
@@ -61,15 +62,25 @@ class Service:
 
 
 @dataclass(frozen=True)
-class Nic:
-    """A network card on an existing bridge (the grader's sandbox network), with a fixed address.
+class Network:
+    """An existing bridge the VMs join (a Docker network with no address of this machine on it).
 
-    The VM image masks udev, so networkd never configures a card: the address is set by hand.
+    Each VM gets a fixed address from the top of the subnet, which Docker's
+    own allocation (from the bottom) does not reach. The VM image masks udev,
+    so networkd never configures a card: the address is set by hand.
     """
 
     bridge: str
-    address: str
-    prefix: int
+    subnet: str
+
+    def address(self, index: int) -> str:
+        """The address of the index-th VM (1, 2, ...)."""
+        network = ipaddress.ip_network(self.subnet)
+        return str(network.broadcast_address - 1 - index)
+
+    @property
+    def prefix(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
 
 
 @dataclass
@@ -78,6 +89,8 @@ class LxdVm(Machine):
     node: str
     endpoint: Endpoint
     lxd: object = field(repr=False)
+    # Its address on the target's network; empty without one.
+    address: str = ""
 
     def instance(self):
         return self.lxd.instances.get(self.name)
@@ -137,7 +150,7 @@ class LxdVms(Target):
         vm_image: str,
         services: Sequence[Service] = (),
         mirror_port: int | None = None,
-        nic: Nic | None = None,
+        network: Network | None = None,
         boot_timeout: float = BOOT_TIMEOUT_S,
         disk_gb: int = DISK_GB,
     ):
@@ -149,7 +162,7 @@ class LxdVms(Target):
         self.vm_image = vm_image
         self.services = list(services)
         self.mirror_port = mirror_port
-        self.nic = nic
+        self.network = network
         self.boot_timeout = boot_timeout
         self.disk_gb = disk_gb
         self.key = ensure_ssh_key(state_dir(self.run_id), comment=f"dcgan-localcloud-{self.run_id}")
@@ -163,13 +176,11 @@ class LxdVms(Target):
         started = time.monotonic()
         self.lxd = ensure_lxd()
         alias = ensure_lxd_image(self.lxd, self.docker_client, self.vm_image)
-        if self.nic is not None and self.nodes != 1:
-            raise LocalCloudError("a VM on a sandbox network comes alone; start one per network")
         ports = choose_ssh_ports(self.nodes, None)
-        nodes = [node_name(i) for i in range(1, self.nodes + 1)]
         progress(f"lxd: starting {self.nodes} unprivileged VM(s) for run {self.run_id}")
-        for node, port in zip(nodes, ports):
-            self.machines.append(self._create(node, alias, Endpoint("127.0.0.1", port)))
+        for index, port in enumerate(ports, 1):
+            address = self.network.address(index) if self.network else ""
+            self.machines.append(self._create(node_name(index), alias, Endpoint("127.0.0.1", port), address))
         for machine in self.machines:
             self._boot(machine)
         for machine in self.machines:
@@ -179,14 +190,14 @@ class LxdVms(Target):
         progress(f"lxd: {self.nodes} VM(s) up in {time.monotonic() - started:.0f}s")
         return self
 
-    def _create(self, node: str, alias: str, endpoint: Endpoint) -> LxdVm:
+    def _create(self, node: str, alias: str, endpoint: Endpoint, address: str) -> LxdVm:
         name = self.name_of(node)
         pool = create_disk_pool(self.lxd, name, self.disk_gb)
         devices = {"root": {"type": "disk", "path": "/", "pool": pool}}
         # This machine's way in, on its own loopback: the VM cannot reach it.
         devices["ssh"] = _proxy("host", f"{endpoint.host}:{endpoint.port}", "127.0.0.1:22")
-        if self.nic:
-            devices["eth0"] = {"type": "nic", "nictype": "bridged", "parent": self.nic.bridge, "name": "eth0"}
+        if self.network:
+            devices["eth0"] = {"type": "nic", "nictype": "bridged", "parent": self.network.bridge, "name": "eth0"}
         for service in self.services:
             devices[f"svc-{service.name}"] = _proxy("instance", f"127.0.0.1:{service.port}", service.address)
         config = {
@@ -210,7 +221,7 @@ class LxdVms(Target):
         except Exception as error:  # noqa: BLE001 - pylxd raises several kinds; all end the same way
             raise LocalCloudError(f"starting VM {name} failed: {_one_line(error)}") from None
         progress(f"lxd: started {name} (ssh {endpoint.host}:{endpoint.port})")
-        return LxdVm(name=name, node=node, endpoint=endpoint, lxd=self.lxd)
+        return LxdVm(name=name, node=node, endpoint=endpoint, lxd=self.lxd, address=address)
 
     def _boot(self, machine: LxdVm) -> None:
         deadline = time.monotonic() + self.boot_timeout
@@ -237,10 +248,11 @@ class LxdVms(Target):
             hide_undelegated_cgroups(),
         ]
         env = {"KEY": public_key}
-        if self.nic:
-            steps.append(f"ip addr add {self.nic.address}/{self.nic.prefix} dev eth0 && ip link set eth0 up")
+        if machine.address:
+            steps.append(f"ip addr add {machine.address}/{self.network.prefix} dev eth0 && ip link set eth0 up")
         if self.mirror_port:
-            mirror = json.dumps({"registry-mirrors": [f"http://127.0.0.1:{self.mirror_port}"]})
+            address = f"127.0.0.1:{self.mirror_port}"
+            mirror = json.dumps({"registry-mirrors": [f"http://{address}"], "insecure-registries": [address]})
             steps.append('mkdir -p /etc/docker && printf "%s\\n" "$DAEMON" > /etc/docker/daemon.json')
             env["DAEMON"] = mirror
         if any(s.port == APT_CACHE_PORT for s in self.services):
@@ -255,8 +267,18 @@ class LxdVms(Target):
             raise LocalCloudError(f"configuring VM {machine.name} failed: {output[-200:]}")
 
     def down(self) -> None:
-        down_lxd(self.run_id)
+        """The run's VMs and disks, and what else of the run the local cloud holds (git server, networks, key)."""
+        from ..localcloud.vms import down
+
+        down(self.run_id, client=self.docker_client)
         self.machines = []
+
+
+def bridge_of(client, network: str) -> Network:
+    """A Docker network as LXD sees it: its Linux bridge and its subnet."""
+    attrs = client.networks.get(network).attrs
+    bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{attrs['Id'][:12]}"
+    return Network(bridge=bridge, subnet=attrs["IPAM"]["Config"][0]["Subnet"])
 
 
 def hide_undelegated_cgroups() -> str:
