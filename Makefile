@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The MNIST test files; CI keeps them in ../shared/data/mnist.
 export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
-.PHONY: help venv chromium lint unit compat aws journey aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade cloud-down test clean
+.PHONY: help venv chromium lint unit compat aws journey aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade own cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -34,6 +34,7 @@ help:
 	@echo "make report  report.md, report.json and losses.png for resultados/ (RESULTS=folder)"
 	@echo "make grade SUBMISSIONS=\"...\"  grade students' configure.yaml, sandboxed (GRADE_ARGS=\"--jobs 2\")"
 	@echo "make grade-tests  the grader's own tests: the test class, hostile submissions included"
+	@echo "make own PLAYBOOK=...  your playbook deployed and checked as the grader does, on a fresh VM"
 	@echo "make bench-grade  submissions per hour at --jobs 1 and 2, fast mode"
 	@echo "make cloud-down  remove every local VM, also those a killed run left"
 	@echo "make clean   remove the virtualenvs"
@@ -143,18 +144,34 @@ grade: $(STAMP)
 grade-tests: $(STAMP)
 	$(PYTEST) tests/grade
 
+# A student's own playbook deployed and checked as the grader does it:
+# make own PLAYBOOK=path/to/configure.yaml
+own: $(STAMP)
+	$(PYTEST) tests/own --playbook $(abspath $(PLAYBOOK))
+
 bench-grade: $(STAMP)
 	$(BIN)/python -m dcgan_harness.grade.bench --output bench-grade-results.json
 
 # Every layer in turn, stopping at the first that fails, then the time each took.
-LAYERS ?= unit compat aws journey e2e grade-tests
+# With PLAYBOOK=<a student's file>, the layers that judge a playbook (static,
+# compat, own) run on that file first; the ones after test the harness itself,
+# on the repository's configure.yaml.
+HARNESS_LAYERS := aws journey e2e grade-tests
+ifeq ($(abspath $(PLAYBOOK)),$(abspath configure.yaml))
+LAYERS ?= unit compat $(HARNESS_LAYERS)
+else
+LAYERS ?= unit compat own $(HARNESS_LAYERS)
+endif
 LAYER_TIMES := .cache/make-test-times
 
 test:
 	@mkdir -p $(dir $(LAYER_TIMES)); : > $(LAYER_TIMES)
 	@for layer in $(LAYERS); do \
 		started=$$(date +%s); \
-		$(MAKE) --no-print-directory $$layer || exit $$?; \
+		case " $(HARNESS_LAYERS) " in *" $$layer "*) \
+			[ "$(abspath $(PLAYBOOK))" = "$(abspath configure.yaml)" ] || \
+				echo "make test: $$layer tests the harness itself, on the repository's configure.yaml";; esac; \
+		$(MAKE) --no-print-directory $$layer $$(case " $(HARNESS_LAYERS) " in *" $$layer "*) echo PLAYBOOK=configure.yaml;; esac) || exit $$?; \
 		echo "$$layer $$(( $$(date +%s) - started ))" >> $(LAYER_TIMES); \
 	done
 	@echo "make test: every layer passed; time per layer:"

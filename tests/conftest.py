@@ -22,7 +22,7 @@ from dcgan_harness.playbook_run import PlaybookResult
 
 # Each layer's folder marks its tests (markers registered in pyproject.toml),
 # so `-m aws` or `-m "not grade"` selects by layer.
-LAYERS = ("unit", "aws", "journey", "e2e", "grade")
+LAYERS = ("unit", "aws", "journey", "e2e", "grade", "own")
 # The grader's file-level tests start no VM: only the class graded end to end is `grade`.
 UNMARKED_FILES = ("test_grade_files.py",)
 
