@@ -57,7 +57,15 @@ FAST_EXTRA_ARGS = "--ngf 16 --ndf 16"
 
 
 def default_mnist_dir() -> Path:
-    return Path(os.environ.get("DCGAN_MNIST_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
+    """$DCGAN_MNIST_DIR; else ../shared/data/mnist beside the checkout (CI's); else .cache/mnist, fetched on first use."""
+    given = os.environ.get("DCGAN_MNIST_DIR")
+    if given:
+        return Path(given)
+    beside = REPO_ROOT.parent / "shared" / "data" / "mnist"
+    if beside.is_dir():
+        return beside
+    # A newcomer's clone has neither: the files come once from the published mirror.
+    return mnist.fetch_test_files(REPO_ROOT / ".cache" / "mnist")
 
 
 @dataclass
@@ -271,7 +279,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     source.add_argument("--app-dir", type=Path, help="serve this folder (Dockerfile + dist_dcgan.py) as the app")
     source.add_argument("--upstream", action="store_true", help="clone upstream; fail if it cannot be reached")
     source.add_argument("--offline", action="store_true", help="serve the project's offline app even if upstream is reachable")
-    parser.add_argument("--mnist-dir", type=Path, help="folder with the MNIST t10k files (default $DCGAN_MNIST_DIR or ../shared/data/mnist)")
+    parser.add_argument("--mnist-dir", type=Path, help="folder with the MNIST t10k files (default $DCGAN_MNIST_DIR, else ../shared/data/mnist, else .cache/mnist, fetched once)")
     parser.add_argument("--mnist-limit", type=int, help="stage only the first K test images, for a fast run")
     parser.add_argument("--extra-args", default="", help="extra arguments for dist_dcgan.py, e.g. '--ngf 16 --ndf 16'")
     parser.add_argument("--fast", action="store_true", help=f"--mnist-limit {FAST_MNIST_LIMIT} --extra-args '{FAST_EXTRA_ARGS}'")

@@ -1,8 +1,9 @@
-"""The MNIST test split kept offline: checking it, cutting subsets, laying it out for torchvision.
+"""The MNIST test split kept offline: checking it, fetching it once, cutting subsets, laying it out for torchvision.
 
 Dataset hosts cannot be reached from the machines that run the app, so the
 published t10k files are carried alongside the project and handed to
-torchvision's MNIST class as if it had downloaded them.
+torchvision's MNIST class as if it had downloaded them. Where no folder holds
+them, fetch_test_files downloads them once from the published mirror.
 """
 
 from __future__ import annotations
@@ -11,20 +12,40 @@ import argparse
 import gzip
 import hashlib
 import os
+import ssl
 import struct
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 import zlib
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
+from typing import TextIO
 
 IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
 LABELS_FILE = "t10k-labels-idx1-ubyte.gz"
 
-# As published with the dataset (and in shared/data/mnist/MD5SUMS).
+# The MD5s of the published .gz files (LeCun's t10k-*.gz), as torchvision's MNIST.resources
+# lists them beside the mirror below, and as shared/data/mnist/MD5SUMS holds them. Checked on the
+# .gz files themselves: those are what the folders hold and what the mirror serves.
 PUBLISHED_MD5 = {
     IMAGES_FILE: "9fb629c4189551a2d022fa330f9573f3",
     LABELS_FILE: "ec29112dd5afa0611ce80d1b7f02629c",
 }
+
+# The mirror torchvision downloads MNIST from; $DCGAN_MNIST_URL names another one.
+DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MIRROR_VARIABLE = "DCGAN_MNIST_URL"
+# Per connection attempt and per read: a host that answers nothing fails within this.
+FETCH_TIMEOUT_S = 30
+# What a missing route, a failed name lookup, a refused or dropped connection and a
+# silent host raise; a full disk or an unwritable folder raise other OSErrors.
+NETWORK_ERRORS = (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError, ssl.SSLError)
+# A download reports its progress at least this often, and at every tenth of the file.
+PROGRESS_EVERY_S = 5
 
 # torchvision's MNIST checks that these exist even when only the test split is
 # read; it never opens them then, so empty files are enough.
@@ -95,6 +116,97 @@ def verify_test_files(folder: str | os.PathLike) -> dict[str, Path]:
                 f"file; replace it with the original {name}"
             )
     return paths
+
+
+# --- Fetching -----------------------------------------------------------------------
+
+
+def fetch_test_files(folder: str | os.PathLike, mirror: str | None = None, log: TextIO | None = None) -> Path:
+    """Make sure folder holds both published t10k files, downloading those it lacks; return folder.
+
+    A file already there with its published MD5 is kept without asking the
+    mirror anything. mirror defaults to $DCGAN_MNIST_URL, else DEFAULT_MIRROR;
+    progress goes to log (default stderr).
+    """
+    folder = Path(folder)
+    mirror = mirror or os.environ.get(MIRROR_VARIABLE) or DEFAULT_MIRROR
+    log = log or sys.stderr
+    for name, expected in PUBLISHED_MD5.items():
+        path = folder / name
+        if path.is_file() and md5_of(path) == expected:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            download(f"{mirror.rstrip('/')}/{name}", path, expected, log)
+        except OSError as error:
+            # Only this machine's side is left here: network failures are MnistErrors already.
+            raise MnistError(
+                f"cannot write {error.filename or path}: {error.strerror or error}; make {folder} writable, "
+                f"or set DCGAN_MNIST_DIR to a folder that holds {IMAGES_FILE} and {LABELS_FILE}"
+            ) from error
+    return folder
+
+
+def download(url: str, path: Path, expected_md5: str, log: TextIO) -> None:
+    """url into path, whole and with the expected MD5, or not at all."""
+    # A hidden name of its own: a partial download never looks complete, and two
+    # processes fetching at once do not write into the same file.
+    fd, partial_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    partial = Path(partial_name)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            actual = copy_with_progress(url, stream, path, log)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if actual != expected_md5:
+            raise MnistError(
+                f"{url} sent a file with MD5 {actual}, expected {expected_md5}: it is damaged or not the "
+                f"published {path.name}; try again, set {MIRROR_VARIABLE} to another mirror, or put the "
+                f"published file in {path.parent}"
+            )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def copy_with_progress(url: str, stream, path: Path, log: TextIO) -> str:
+    """Write url's body to stream, reporting progress on log; its MD5."""
+    digest = hashlib.md5()
+    print(f"mnist: downloading {url} into {path.parent}", file=log, flush=True)
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done, reported_at, reported_tenths = 0, time.monotonic(), 0
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                stream.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                tenths = done * 10 // total if total else 0
+                if tenths > reported_tenths or time.monotonic() - reported_at >= PROGRESS_EVERY_S:
+                    print(f"mnist: {path.name}: {progress_text(done, total)}", file=log, flush=True)
+                    reported_at, reported_tenths = time.monotonic(), tenths
+    except (*NETWORK_ERRORS, ValueError) as error:  # ValueError: a URL urllib cannot read
+        raise MnistError(
+            f"cannot download {url} ({network_reason(error)}): put {IMAGES_FILE} and {LABELS_FILE} from the "
+            f"published MNIST test split in {path.parent}, or set DCGAN_MNIST_DIR to a folder that has them"
+        ) from error
+    return digest.hexdigest()
+
+
+def progress_text(done: int, total: int) -> str:
+    if not total:
+        return f"{done:,} bytes"
+    return f"{done:,} of {total:,} bytes ({done * 100 // total} %)"
+
+
+def network_reason(error: BaseException) -> str:
+    """What went wrong, in words that fit in one line: the reason of a URLError, not its wrapper."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, TimeoutError):
+        reason = f"no answer within {FETCH_TIMEOUT_S} s"
+    return " ".join(str(reason).split()) or type(reason).__name__
 
 
 def parse_idx(data: bytes, source: str | os.PathLike) -> IdxArray:

@@ -6,9 +6,15 @@ whatever the VM holds, and honest work keeps every point."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import docker
+import pytest
+from grade_helpers import run_grader
 
 from dcgan_harness.grade.rubric import load_rubric
 from dcgan_harness.localcloud.images import REGISTRY_RUNTIME_REPO, RUNTIME_IMAGE, ensure_registry, registry_for
@@ -82,6 +88,32 @@ def test_no_submission_can_push_to_the_mirror_the_others_pull_from(graded):
     log = (graded.out / "mirror-poison" / "log.txt").read_text(errors="replace")
     assert "mirror push exit status: " in log, log[-3000:]
     assert "mirror push exit status: 0" not in log, log[-3000:]
+
+
+VICTIM = Path(__file__).resolve().parent / "victim"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@pytest.fixture(scope="module")
+def victim_after_cloud_down(graded, canary, tmp_path_factory):
+    """The class (its poisoner included) graded, `cloud down`, then a complete submission in a new run."""
+    secret, home = canary
+    down = subprocess.run([sys.executable, "-m", "dcgan_harness", "cloud", "down"], capture_output=True, text=True, timeout=600)
+    assert down.returncode == 0, down.stderr[-2000:]
+    return run_grader([str(VICTIM)], home, secret, tmp_path_factory.mktemp("victim") / "out")
+
+
+def test_a_submission_graded_after_the_poisoner_and_cloud_down_builds_on_the_published_runtime(victim_after_cloud_down):
+    results = victim_after_cloud_down.results("victim")
+    lost = {check: test["output"] for check, test in checks_by_id(results).items() if test["score"] != test["max_score"]}
+    assert lost == {}, lost
+    log = (victim_after_cloud_down.out / "victim" / "log.txt").read_text(errors="replace")
+    reported = next(line for line in log.splitlines() if '"victim_layers=' in line)
+    layers = DIGEST.findall(reported)
+    published = docker.from_env().images.get(RUNTIME_IMAGE).attrs["RootFS"]["Layers"]
+    # The published runtime's layers, then the one of the app's only RUN step: nothing pushed in between.
+    assert layers[: len(published)] == published and len(layers) == len(published) + 1, (layers, published)
+    assert '"victim_poisoned=no"' in log, log[-3000:]
 
 
 def test_the_mirror_still_serves_the_published_runtime_after_the_class(graded):

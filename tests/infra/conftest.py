@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dcgan_harness.localcloud import engine, vms
-from dcgan_harness.localrun import UNPRIVILEGED_VMS
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +25,3 @@ def cloud(docker_client):
     finally:
         vms.down(run_id, client=docker_client)
 
-
-@pytest.fixture(scope="session")
-def deployment(deployments):
-    """The infra layer checks configure.yaml's work on an unprivileged Debian 12 (bookworm) VM, the
-    grader's kind; the e2e layer runs on a Debian 11 Docker VM."""
-    return deployments("bookworm", UNPRIVILEGED_VMS)

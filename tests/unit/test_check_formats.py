@@ -2,7 +2,7 @@
 read today, the SARIF log passes the OASIS SARIF 2.1.0 schema and what GitHub
 code scanning needs, workflow commands are escaped as GitHub documents, the
 exit status is the same in every format, and the sample workflow in docs/ is
-the one the README shows."""
+the one docs/student/check-your-playbook.md shows."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ TWO_FINDINGS = BROKEN_DIR / "action-two-modules.yaml"
 ADVISORY_ONLY = BROKEN_DIR / "course-launcher.yaml"
 MALFORMED = BROKEN_DIR / "tabs.yaml"
 WORKFLOW = "docs/github-workflow-check.yaml"
+# The page that shows the workflow to students.
+WORKFLOW_PAGE = "docs/student/check-your-playbook.md"
 GITHUB_LINE = re.compile(r"^::(error|notice) file=([^,]*),line=(\d+),title=([^:]*)::(.*)$")
 # What GitHub code scanning reads from an upload, beyond the OASIS schema:
 # every result names a rule of the run and a line of a file.
@@ -320,7 +322,7 @@ def test_the_sample_workflow_annotates_and_uploads_sarif(repo_root):
     assert steps.index(upload) > runs.index("dcgan-harness check --format sarif configure.yaml > check.sarif || true")
 
 
-def test_the_readme_shows_the_sample_workflow_as_it_is(repo_root):
+def test_the_docs_show_the_sample_workflow_as_it_is(repo_root):
     workflow = (repo_root / WORKFLOW).read_text()
-    readme = (repo_root / "README.md").read_text()
-    assert f"```yaml\n{workflow}```\n" in readme
+    page = (repo_root / WORKFLOW_PAGE).read_text()
+    assert f"```yaml\n{workflow}```\n" in page

@@ -10,7 +10,7 @@ from dcgan_harness import mnist
 from dcgan_harness.mnist import IMAGES_FILE, LABELS_FILE, MnistError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REAL_MNIST_DIR = Path(os.environ.get("DCGAN_MNIST_DIR", REPO_ROOT.parent / "shared" / "data" / "mnist"))
+REAL_MNIST_DIR = Path(os.environ.get("DCGAN_MNIST_DIR") or REPO_ROOT.parent / "shared" / "data" / "mnist")
 
 
 

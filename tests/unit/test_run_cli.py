@@ -25,7 +25,7 @@ def no_docker(monkeypatch):
 
     monkeypatch.setattr(localrun, "ensure_engine", forbidden("ensure_engine"))
     monkeypatch.setattr(localrun, "prepare_images", forbidden("prepare_images"))
-    monkeypatch.setattr(localrun, "up", forbidden("localcloud.up"))
+    monkeypatch.setattr(localrun, "start_target", forbidden("the VMs"))
     monkeypatch.setattr(localrun, "upstream_reachable", forbidden("the upstream probe"))
 
 

@@ -58,7 +58,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--rubric", type=Path, help="a rubric YAML file (default: the assignment's steps)")
     parser.add_argument("--app-dir", type=Path, default=OFFLINE_APP,
                         help="the app served under upstream's URL (default: the project's offline stand-in)")
-    parser.add_argument("--mnist-dir", type=Path, help="the MNIST t10k files (default $DCGAN_MNIST_DIR or ../shared/data/mnist)")
+    parser.add_argument("--mnist-dir", type=Path, help="the MNIST t10k files (default $DCGAN_MNIST_DIR, else ../shared/data/mnist, else .cache/mnist, fetched once)")
     parser.add_argument("--shard", help="K/N: grade every N-th submission starting at the K-th")
     parser.add_argument("--force", action="store_true", help="grade every submission again, even where an earlier result in --out would do")
     parser.add_argument("--overrides", type=Path, metavar="FILE", help="a CSV student,check,points,reason applied last")

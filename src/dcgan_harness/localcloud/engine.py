@@ -76,6 +76,21 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+BUILD_TIMES_ENV = "DCGAN_BUILD_TIMES"
+
+
+def record_build_time(what: str, seconds: float) -> None:
+    """One line `<seconds> <what>` in $DCGAN_BUILD_TIMES, where `make test` sums up what a cold machine builds."""
+    path = os.environ.get(BUILD_TIMES_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a") as times:
+            times.write(f"{seconds:.0f} {what}\n")
+    except OSError:
+        pass
+
+
 def remove_container(client: docker.DockerClient, name: str, timeout: float = 30.0) -> None:
     """Force-remove a container and its anonymous volumes; gone already, or going, is fine.
 

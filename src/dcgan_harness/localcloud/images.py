@@ -41,7 +41,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .engine import LocalCloudError, one_line_errors, progress, with_retries
+from .engine import LocalCloudError, one_line_errors, progress, record_build_time, with_retries
 
 PROJECT_LABEL = "dcgan.localcloud"
 PROJECT_VALUE = "dcgan-harness"
@@ -231,6 +231,7 @@ def _build_image_once(client: docker.DockerClient, tag: str, context: Path, labe
         except docker.errors.APIError as error:
             raise LocalCloudError(f"building {tag} failed: {error.explanation}; full log: {log_path}") from None
     progress(f"images: built {tag} in {time.monotonic() - started:.0f}s")
+    record_build_time(f"image {tag}", time.monotonic() - started)
 
 
 def _echo_build_chunk(chunk: dict, log, started: float, tag: str, log_path: Path) -> None:
@@ -384,6 +385,7 @@ def make_debian_rootfs(tarball: Path, archive: str, sources: str, suite: str = D
         _unmount_below(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
     progress(f"images: debootstrap done in {time.monotonic() - started:.0f}s")
+    record_build_time(f"debootstrap {suite}", time.monotonic() - started)
 
 
 def _unmount_below(folder: Path) -> None:
@@ -644,6 +646,7 @@ def runtime_wheels() -> list[Path]:
 
 def _download_wheels(folder: Path, torch: str) -> None:
     progress(f"images: downloading runtime wheels ({torch}, {TORCHVISION_REQUIREMENT}) into {folder}")
+    started = time.monotonic()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(folder), *WHEEL_TARGET]
@@ -652,6 +655,7 @@ def _download_wheels(folder: Path, torch: str) -> None:
     # torchvision's declared torch dependency may be another build of torch
     # (PyPI's CUDA one): left out on purpose, torch is already there.
     run_with_progress([*pip, "--no-deps", TORCHVISION_REQUIREMENT], log, "pip download torchvision")
+    record_build_time("runtime wheels (pip download)", time.monotonic() - started)
 
 
 def wheel_version(wheels: list[Path], project: str) -> str:

@@ -48,7 +48,7 @@ from .images import (
     project_labels,
     project_root,
 )
-from .lxd import down_lxd
+from .lxd import down_lxd, lxd_vms
 
 RUN_LABEL = "dcgan.localcloud.run"
 NODE_LABEL = "dcgan.localcloud.node"
@@ -500,11 +500,13 @@ def machine_from(container) -> Machine:
 def status(run_id: str | None = None, client: docker.DockerClient | None = None) -> list[Machine]:
     """Every container of the local cloud (VMs, git servers, the registry), stopped ones too."""
     # No engine, nothing running: not a reason to start one.
+    unprivileged = [Machine(v["name"], "vm", v["state"], v["run_id"], v["node"]) for v in lxd_vms(run_id)]
     client = client or try_connect()
     if client is None:
-        return []
+        return unprivileged
     containers = client.containers.list(all=True, filters=_project_filter(run_id))
-    return sorted((machine_from(c) for c in containers), key=lambda m: (m.role != "vm", m.run_id, m.name))
+    machines = [machine_from(c) for c in containers] + unprivileged
+    return sorted(machines, key=lambda m: (m.role != "vm", m.run_id, m.name))
 
 
 @one_line_errors
@@ -545,7 +547,7 @@ def shared_service_users(client: docker.DockerClient) -> list[str]:
     """The containers (VMs, served apps) for which `down` keeps the mirror and the apt cache."""
     # A run's git server outlives its VMs when the run starts them one after
     # another (the grader, one VM per submission): the mirror stays for it.
-    users = []
+    users = [vm["name"] for vm in lxd_vms()]
     for role in ("vm", "git"):
         users += [c.name for c in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={role}"})]
     return users
