@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,14 +33,24 @@ from .localcloud import (
     state_dir,
 )
 from .localcloud.controller import create_sandbox_network
-from .localcloud.images import DEFAULT_VM_IMAGE, GIT_DAEMON_PORT, REGISTRY_PORT, chosen_vm_image
+from .localcloud.images import (
+    DEFAULT_VM_IMAGE,
+    REGISTRY_PORT,
+    chosen_vm_image,
+)
 from .localcloud.lxd import lxd_available
-from .localcloud.vms import RUN_LABEL, Machine, apt_cache_address, check_run_id, new_run_id, write_inventory
+from .localcloud.vms import (
+    RUN_LABEL,
+    Machine,
+    check_run_id,
+    new_run_id,
+    write_inventory,
+)
 from .output import Expectations, check_complete, parse_output_file
 from .playbook_run import PlaybookResult, run_playbook
 from .targets import Target
 from .targets.docker_vms import DockerVms
-from .targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Service, bridge_of
+from .targets.lxd import LxdVms, bridge_of, local_services
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO_ROOT / "configure.yaml"
@@ -221,14 +230,7 @@ def start_target(options: RunOptions, run_id: str, client, images, repo_url: str
             f"--vms unprivileged runs the {DEFAULT_VM_IMAGE} VM image only ({images.vm_image}'s docker.io cannot "
             "unpack image layers in a user namespace); use --vms docker for it"
         )
-    git_host = urlsplit(repo_url).hostname or ""
-    services = [
-        Service("registry", REGISTRY_PORT, images.registry.address_for_vms),
-        Service("git", GIT_PORT, f"{git_host}:{GIT_DAEMON_PORT}"),
-    ]
-    apt_cache = apt_cache_address(client)
-    if apt_cache:
-        services.append(Service("apt", APT_CACHE_PORT, apt_cache))
+    services, vm_url = local_services(client, images, repo_url)
     network = None
     if options.nodes > 1:
         # The VMs train as one job, so they reach each other, and only each other.
@@ -240,7 +242,7 @@ def start_target(options: RunOptions, run_id: str, client, images, repo_url: str
         mirror_port=REGISTRY_PORT, network=network,
     )  # fmt: skip
     target.up()
-    return target, repo_url.replace(f"://{git_host}", "://127.0.0.1", 1)
+    return target, vm_url
 
 
 def cloud_view(target: Target, vm_image: str) -> Cloud:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from urllib.parse import urlsplit
 
 from ..localcloud import RUN_LABEL, LocalCloudError
 from ..localcloud.controller import (
@@ -24,15 +23,13 @@ from ..localcloud.controller import (
 )
 from ..localcloud.engine import progress, remove_container
 from ..localcloud.images import (
-    GIT_DAEMON_PORT,
     REGISTRY_PORT,
     ensure_mirror,
     runtime_digest,
 )
-from ..localcloud.vms import apt_cache_address
 from ..targets import Endpoint, Machine, Target
 from ..targets.docker_vms import DockerVms
-from ..targets.lxd import APT_CACHE_PORT, GIT_PORT, LxdVms, Service, bridge_of
+from ..targets.lxd import LxdVms, bridge_of, local_services
 from .staging import stage_submission_app
 from .work import UNPRIVILEGED, GradingRun, SubmissionWork
 
@@ -98,22 +95,14 @@ def start_docker_vm(run: GradingRun, work: SubmissionWork, network: str) -> tupl
 
 def start_unprivileged_vm(run: GradingRun, work: SubmissionWork, network: str) -> tuple[Target, Endpoint]:
     """An LXD VM with its own user namespace, on the sandbox network, the services on its loopback."""
-    served = work.served(run).url
-    git_host = urlsplit(served).hostname or ""
-    services = [
-        Service("registry", REGISTRY_PORT, run.images.registry.address_for_vms),
-        Service("git", GIT_PORT, f"{git_host}:{GIT_DAEMON_PORT}"),
-    ]
-    apt_cache = apt_cache_address(run.client)
-    if apt_cache:
-        services.append(Service("apt", APT_CACHE_PORT, apt_cache))
+    services, vm_url = local_services(run.client, run.images, work.served(run).url)
     target = LxdVms(
         1, work.run_id, docker_client=run.client, vm_image=run.images.vm, services=services,
         mirror_port=REGISTRY_PORT, network=bridge_of(run.client, network),
     )  # fmt: skip
     work.target = target.up()
     vm = target.machines[0]
-    redirect_upstream_on(vm, served.replace(f"://{git_host}", "://127.0.0.1", 1))
+    redirect_upstream_on(vm, vm_url)
     return target, Endpoint(vm.address, 22)
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..localcloud import aptcache
 from ..localcloud.engine import LocalCloudError, progress
@@ -28,7 +29,9 @@ from ..localcloud.lxd import (
     ensure_lxd,
     ensure_lxd_image,
 )
+from ..localcloud.images import GIT_DAEMON_PORT, REGISTRY_PORT
 from ..localcloud.vms import (
+    apt_cache_address,
     check_run_id,
     choose_ssh_ports,
     ensure_ssh_key,
@@ -273,6 +276,22 @@ class LxdVms(Target):
 
         down(self.run_id, client=self.docker_client)
         self.machines = []
+
+
+def local_services(client, images, served_url: str) -> tuple[list[Service], str]:
+    """The local cloud's services as an unprivileged VM reaches them (its loopback), and the served URL as the VM names it.
+
+    The registry is the mirror's read-only reader; the apt cache is left out when it cannot run.
+    """
+    git_host = urlsplit(served_url).hostname or ""
+    services = [
+        Service("registry", REGISTRY_PORT, images.registry.address_for_vms),
+        Service("git", GIT_PORT, f"{git_host}:{GIT_DAEMON_PORT}"),
+    ]
+    apt_cache = apt_cache_address(client)
+    if apt_cache:
+        services.append(Service("apt", APT_CACHE_PORT, apt_cache))
+    return services, served_url.replace(f"://{git_host}", "://127.0.0.1", 1)
 
 
 def bridge_of(client, network: str) -> Network:
