@@ -24,6 +24,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from .errors import HarnessError
 from .keys import too_open_mode
 
 REQUIRED_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "KEYPAIR_NAME")
@@ -47,11 +48,11 @@ LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 EXIT_OK, EXIT_DIFFERS, EXIT_BAD_SETTING, EXIT_AWS_FAILED = 0, 1, 2, 3
 
 
-class AwsSettingsError(Exception):
+class AwsSettingsError(HarnessError):
     """A setting the user has to fix; the message is one line naming it."""
 
 
-class AwsCallError(Exception):
+class AwsCallError(HarnessError):
     """AWS could not answer (endpoint unreachable, throttled, ...)."""
 
 

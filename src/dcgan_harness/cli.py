@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 
 from . import rules
+from .errors import HarnessError, run_command
 from .rules import formats
-
-
-class HarnessError(Exception):
-    """A problem the user can fix; its message is one line naming cause and fix."""
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -141,17 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if argv and argv[0] in DELEGATED:
-            return _delegate(argv[0], argv[1:])
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
-    except HarnessError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    if argv and argv[0] in DELEGATED:
+        return run_command(lambda: _delegate(argv[0], argv[1:]))
+    return run_command(lambda: _dispatch(argv))
+
+
+def _dispatch(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

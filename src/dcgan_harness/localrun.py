@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mnist, report
+from .errors import HarnessError
 from .interrupts import sigterm_as_ctrl_c
 from .localcloud import (
     Cloud,
@@ -379,9 +380,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
         session = open_session(options)
-    except (LocalCloudError, mnist.MnistError) as error:
+    except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_status
     except KeyboardInterrupt:
         print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
         return 130

@@ -25,6 +25,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import TextIO
 
+from .errors import HarnessError
+
 IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
 LABELS_FILE = "t10k-labels-idx1-ubyte.gz"
 
@@ -55,7 +57,7 @@ TRAIN_PLACEHOLDERS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 UNSIGNED_BYTE = 0x08
 
 
-class MnistError(Exception):
+class MnistError(HarnessError):
     """The MNIST files are missing, damaged or not what the caller asked for."""
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from .localcloud import LocalCloudError, down, progress
+from .errors import run_command
+from .localcloud import down, progress
 from .localrun import (
     FAST_EXTRA_ARGS,
     FAST_MNIST_LIMIT,
@@ -26,7 +27,6 @@ from .localrun import (
     chosen_vms,
     open_session,
 )
-from .mnist import MnistError
 
 RUN_ID_FILE = "dcgan-run-id"
 MOLECULE_RUN_PREFIX = "mol"
@@ -80,15 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     destroy_cmd = commands.add_parser("destroy")
     destroy_cmd.add_argument("--ephemeral", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.command == "create":
             print(create(args.ephemeral, args.instance_config, args.vms))
         else:
             print("\n".join(destroy(args.ephemeral)))
-    except (LocalCloudError, MnistError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import output
+from .errors import HarnessError, run_command
 
 OUTPUT_NAME = "output.txt"
 REPORT_JSON = "report.json"
@@ -31,7 +32,7 @@ LOSS_PLOT = "losses.png"
 MAX_DEPTH = 3
 
 
-class ReportError(Exception):
+class ReportError(HarnessError):
     """A results folder the report cannot be made from; one line naming the file and the fix."""
 
 
@@ -401,14 +402,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", type=Path, help="the folder configure.yaml fetched into (e.g. resultados)")
     args = parser.parse_args(argv)
-    try:
-        document = write_report(args.results_dir)
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _report(args.results_dir))
+
+
+def _report(root: Path) -> int:
+    document = write_report(root)
     for line in summary_lines(document):
         print(line)
-    root = args.results_dir
     print(f"written {root / REPORT_MD}, {root / REPORT_JSON} and {root / LOSS_PLOT}")
     return 0
 

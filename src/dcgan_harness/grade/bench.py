@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..bench_floor import cpu_model
-from ..localcloud import LocalCloudError, down, progress
+from ..errors import run_command
+from ..localcloud import down, progress
 from ..localrun import OFFLINE_APP, REPO_ROOT, default_mnist_dir
 from . import command, reuse
 from .finish import Finisher
@@ -135,16 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vms", choices=BACKENDS_MEASURED, action="append", help="only these VMs (default: both)")
     parser.add_argument("--no-test-class", action="store_true", help="grade only the complete submissions")
     args = parser.parse_args(argv)
-    try:
+    def body() -> int:
         figures = measure(
             backends=tuple(args.vms or BACKENDS_MEASURED), complete=args.complete, test_class=not args.no_test_class
         )
-    except LocalCloudError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print_table(figures)
-    args.output.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+        print_table(figures)
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

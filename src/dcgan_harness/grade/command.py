@@ -16,7 +16,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import mnist
-from ..localcloud import LocalCloudError, check_app_dir, down, progress
+from ..errors import HarnessError, run_command
+from ..localcloud import check_app_dir, down, progress
 from ..localcloud.lxd import LXD_INSTALL_HINT, lxd_available
 from ..localrun import OFFLINE_APP, default_mnist_dir
 from . import report_html, reuse, similarity
@@ -24,7 +25,6 @@ from .adjust import read_overrides, unmatched
 from .collect import collect, summary
 from .finish import Finisher
 from .formats import GradesCsv, JUnitXml, write_atomically
-from .git import GitError
 from .pipeline import grade_class, start_grading, write_class_files
 from .repos import (
     GRADE_LATEST,
@@ -37,7 +37,7 @@ from .repos import (
     read_roster,
 )
 from .results import SubmissionResult
-from .rubric import Rubric, RubricError, load_rubric
+from .rubric import Rubric, load_rubric
 from .submission import Submission, SubmissionError, parse_shard, shard
 from .work import BACKENDS, DEFAULT_TIMEOUT_S, MODES, PRIVILEGED, UNPRIVILEGED
 
@@ -230,19 +230,16 @@ def merge(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command(lambda: _command(argv, prog), "interrupted; the VMs and controllers of this run were removed")
+
+
+def _command(argv: list[str], prog: str | None) -> int:
     try:
         if argv and argv[0] == "merge":
             return merge(build_merge_parser(f"{prog} merge" if prog else None).parse_args(argv[1:]))
         if argv and argv[0] == "collect":
             return collect_repositories(build_collect_parser(f"{prog} collect" if prog else None).parse_args(argv[1:]))
         return grade(build_parser(prog).parse_args(argv))
-    except (SubmissionError, RubricError, LocalCloudError, mnist.MnistError, GitError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the VMs and controllers of this run were removed", file=sys.stderr)
-        return 130
     except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        raise HarnessError(f"{error.filename or ''}: {error.strerror or error}") from None
 

@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import HarnessError
+
 # A clone or fetch of a course repository takes seconds; a minute and more
 # means a dead host or a repository far larger than an assignment.
 NETWORK_TIMEOUT_S = 120
@@ -36,7 +38,7 @@ REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRE
                   "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")  # fmt: skip
 
 
-class GitError(Exception):
+class GitError(HarnessError):
     """A git command failed; the message is git's own last line, or the timeout."""
 
 

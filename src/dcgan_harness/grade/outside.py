@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import HarnessError
+
 # Folders a clone cannot be in, or that are the system's own.
 PRUNED = frozenset({"proc", "sys", "dev", "run", "boot", "usr/lib", "usr/share", "usr/include", "var/lib/docker",
                     "var/lib/dpkg", "var/lib/apt", "var/cache", "etc"})
@@ -39,7 +41,7 @@ MAX_CLONES_CHECKED = 3
 MAX_PROGRAM_BYTES = 256 << 20
 
 
-class EvidenceError(Exception):
+class EvidenceError(HarnessError):
     """The VM cannot be read from outside on this machine; the message says why."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import docker.errors
 
+from ..errors import HarnessError
 from ..localcloud.engine import remove_container
 from ..output import ITERATION_RE
 
@@ -46,7 +47,7 @@ ARGUMENT_RANGES = {
 }
 
 
-class ReferenceError(Exception):
+class ReferenceError(HarnessError):
     """The grader's own run could not be made; the message says why."""
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import HarnessError
+
 DEFAULT_RUBRIC = Path(__file__).resolve().parent / "default_rubric.yaml"
 # The checks the stages decide, in the order of the assignment.
 STAGE_CHECK_IDS = ("static", "install", "clone", "build", "run", "fetch")
@@ -20,7 +22,7 @@ LATE_CHECK_ID = "late"
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
-class RubricError(Exception):
+class RubricError(HarnessError):
     """The rubric file is unusable; the message names the file, the key and the fix."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
+from ..errors import HarnessError
 from .formats import RESERVED_NAMES
 from .results import Provenance
 
@@ -29,7 +30,7 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS = 100
 
 
-class SubmissionError(Exception):
+class SubmissionError(HarnessError):
     """A submission that cannot be graded; the message names it and the fix."""
 
 

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from ..errors import run_command
 from ..interrupts import sigterm_as_ctrl_c
 from .engine import LocalCloudError, progress
 from .gitserver import serve_app
@@ -96,14 +96,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """CLI entry point; errors become one line on stderr and exit status 2."""
     args = build_parser(prog).parse_args(argv)
-    # `up` removes its half-made run on Ctrl-C and on CI's SIGTERM alike.
-    try:
+
+    def body() -> int:
+        # `up` removes its half-made run on Ctrl-C and on CI's SIGTERM alike.
         with sigterm_as_ctrl_c():
             return args.handler(args)
-    except LocalCloudError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; `dcgan-harness cloud down` removes whatever was left", file=sys.stderr)
-        return 130
+
+    return run_command(body, "interrupted; `dcgan-harness cloud down` removes whatever was left")
 

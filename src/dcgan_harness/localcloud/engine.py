@@ -20,12 +20,14 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from ..errors import HarnessError
+
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 ENGINE_START_TIMEOUT_S = 90.0
 DOCKERD_LOG = Path("/var/log/dcgan-localcloud-dockerd.log")
 
 
-class LocalCloudError(Exception):
+class LocalCloudError(HarnessError):
     """A local-cloud failure whose message is one line a person can act on.
 
     The CLI prints it without a traceback, so the message must name the

@@ -41,7 +41,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .engine import LocalCloudError, one_line_errors, progress, record_build_time, with_retries
+from .engine import (
+    LocalCloudError,
+    one_line_errors,
+    progress,
+    record_build_time,
+    with_retries,
+)
 
 PROJECT_LABEL = "dcgan.localcloud"
 PROJECT_VALUE = "dcgan-harness"

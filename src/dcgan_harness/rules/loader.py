@@ -10,13 +10,15 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import HarnessError
+
 # Nodes a playbook may hold once its aliases are expanded. A course playbook
 # has a few thousand; an alias bomb (each level aliasing the last one ten
 # times) reaches billions with a few lines, and every walk over it would too.
 MAX_EXPANDED_NODES = 200_000
 
 
-class PlaybookError(Exception):
+class PlaybookError(HarnessError):
     """The playbook cannot be read as YAML; the message says where and why."""
 
 

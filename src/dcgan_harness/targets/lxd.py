@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 from ..localcloud import aptcache
 from ..localcloud.engine import LocalCloudError, progress
+from ..localcloud.images import GIT_DAEMON_PORT, REGISTRY_PORT
 from ..localcloud.lxd import (
     VM_PREFIX,
     create_disk_pool,
     ensure_lxd,
     ensure_lxd_image,
 )
-from ..localcloud.images import GIT_DAEMON_PORT, REGISTRY_PORT
 from ..localcloud.vms import (
     apt_cache_address,
     check_run_id,
