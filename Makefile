@@ -11,10 +11,11 @@ PLAYBOOK ?= configure.yaml
 PYTEST := $(BIN)/python -m pytest
 # testinfra's Ansible backend and the harness call ansible-* by name.
 export PATH := $(abspath $(BIN)):$(PATH)
-# The MNIST test files; CI keeps them in ../shared/data/mnist.
-export DCGAN_MNIST_DIR ?= $(abspath ../shared/data/mnist)
+# The MNIST test files; CI keeps them in ../shared/data/mnist. Without that folder this stays empty
+# and the harness fetches them into .cache/mnist on first use.
+export DCGAN_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 
-.PHONY: help venv chromium lint unit compat aws journey aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report grade grade-tests bench-grade own cloud-down test clean
+.PHONY: help venv chromium lint unit compat aws journey aws-up aws-run aws-down localcloud e2e infra e2e-full run run-fast bench bench-scale report docs grade grade-tests bench-grade own molecule cloud-down test clean
 
 help:
 	@echo "make test    every test layer (creates $(VENV) first)"
@@ -23,6 +24,7 @@ help:
 	@echo "make compat  syntax-check under ansible-core 2.15"
 	@echo "make aws     AWS provisioning tests against a local moto server"
 	@echo "make aws-up / aws-run / aws-down   create the EC2 VM, deploy to it, delete it"
+	@echo "             (aws-run AWS_DOWN=1: aws-down afterwards, also when the run fails)"
 	@echo "             (AWS_ARGS=\"-e ...\" for provision.yaml, AWS_RUN_ARGS=\"-e ...\" for configure.yaml)"
 	@echo "make journey the AWS targets end to end offline: moto's instances backed by local VMs (needs Docker)"
 	@echo "make e2e     local cloud, infra and fast end-to-end layers (needs Docker; root starts it)"
@@ -32,9 +34,11 @@ help:
 	@echo "make bench   time each phase of a fast run and a rerun, beside the bare apt-get/docker equivalents"
 	@echo "make bench-scale  the fast run on 1 and 2 VMs: epoch time and all-reduce cost per iteration"
 	@echo "make report  report.md, report.json and losses.png for resultados/ (RESULTS=folder)"
+	@echo "make docs    write docs/student/knobs.md and docs/rules/ from configure.yaml and the rule classes"
 	@echo "make grade SUBMISSIONS=\"...\"  grade students' configure.yaml, sandboxed (GRADE_ARGS=\"--jobs 2\")"
 	@echo "make grade-tests  the grader's own tests: the test class, hostile submissions included"
 	@echo "make own PLAYBOOK=...  your playbook deployed and checked as the grader does, on a fresh VM"
+	@echo "make molecule  molecule test: create, converge, idempotence, verify (testinfra), destroy on a local VM"
 	@echo "make bench-grade  submissions per hour at --jobs 1 and 2, fast mode"
 	@echo "make cloud-down  remove every local VM, also those a killed run left"
 	@echo "make clean   remove the virtualenvs"
@@ -80,8 +84,9 @@ compat: $(COMPAT_VENV)/.installed
 	$(COMPAT_VENV)/bin/python -c "import ansible.release as r; print('ansible-core', r.__version__)"
 	ANSIBLE_CONFIG=ansible.cfg $(COMPAT_VENV)/bin/ansible-playbook --syntax-check -i inventory.yaml $(PLAYBOOK)
 
+# The slow AWS cases (more make runs against moto): $(PYTEST) -m slow tests/aws
 aws: $(STAMP)
-	$(PYTEST) tests/aws
+	$(PYTEST) -m "not slow" tests/aws
 
 # The AWS workflow reads its settings from vars.sh (see vars.sh.example).
 AWS_ENV = set -e; if [ -f vars.sh ]; then . ./vars.sh; fi;
@@ -89,17 +94,38 @@ AWS_ARGS ?=
 # Extra options for configure.yaml in aws-run, e.g. AWS_RUN_ARGS="-e dcgan_epochs=2".
 AWS_RUN_ARGS ?=
 
+# aws-run runs these two itself, rather than through $(MAKE), so that
+# `make -n aws-run` only prints.
+AWS_UP_COMMAND = $(BIN)/ansible-playbook -i localhost, provision.yaml $(AWS_ARGS)
+AWS_DOWN_COMMAND = $(BIN)/ansible-playbook -i localhost, teardown.yaml
+
 aws-up: $(STAMP)
-	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, provision.yaml $(AWS_ARGS)
+	$(AWS_ENV) $(AWS_UP_COMMAND)
 
 # configure.yaml fetches output.txt into resultados/<host>/ itself. aws-up runs
 # first with the same AWS_ARGS, so pass the ones given to aws-up again.
-aws-run: aws-up
-	$(AWS_ENV) $(BIN)/dcgan-harness aws preflight
-	$(AWS_ENV) $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK) $(AWS_RUN_ARGS)
+# AWS_DOWN=1 runs aws-down afterwards, also when aws-up, the preflight or
+# configure.yaml failed or was interrupted (Ctrl-C); make then still fails,
+# with the exit status of the step that failed.
+AWS_DOWN ?= 0
+
+aws-run: $(STAMP)
+	@case "$(AWS_DOWN)" in ""|0|1) ;; *) echo "error: AWS_DOWN must be 1 (run aws-down afterwards) or 0, not $(AWS_DOWN)" >&2; exit 2;; esac; \
+	$(AWS_ENV) step() { echo "$$*"; "$$@"; }; status=0; \
+	if [ "$(AWS_DOWN)" = 1 ]; then trap 'echo "interrupted: aws-down follows (AWS_DOWN=1)" >&2' INT TERM; fi; \
+	{ step $(AWS_UP_COMMAND) && step $(BIN)/dcgan-harness aws preflight && \
+		step $(BIN)/ansible-playbook -i inventory.aws_ec2.yaml $(PLAYBOOK) $(AWS_RUN_ARGS); } || status=$$?; \
+	if [ "$(AWS_DOWN)" = 1 ]; then \
+		echo "AWS_DOWN=1: aws-down$$([ $$status = 0 ] || echo ", although the run failed (exit status $$status)")"; \
+		if step $(AWS_DOWN_COMMAND); then \
+			[ $$status = 0 ] || echo "error: the run failed with exit status $$status (see above aws-down's output); aws-down ended its VMs" >&2; \
+		else down=$$?; [ $$status != 0 ] || status=$$down; \
+			echo "error: aws-down failed, so VMs may still run (they end themselves after max_hours): make aws-down" >&2; fi; \
+	fi; \
+	exit $$status
 
 aws-down: $(STAMP)
-	$(AWS_ENV) $(BIN)/ansible-playbook -i localhost, teardown.yaml
+	$(AWS_ENV) $(AWS_DOWN_COMMAND)
 
 # make aws-up, aws-run and aws-down in a copy of the repository, against moto,
 # each instance backed by a local VM.
@@ -130,6 +156,10 @@ RESULTS ?= resultados
 report: $(STAMP)
 	$(BIN)/dcgan-harness report $(RESULTS)
 
+# The pages whose truth is the code; tests/unit/test_docs.py fails until they match it.
+docs: $(STAMP)
+	$(BIN)/python -m dcgan_harness.docs_pages
+
 cloud-down: $(STAMP)
 	$(BIN)/dcgan-harness cloud down
 
@@ -143,6 +173,11 @@ grade: $(STAMP)
 
 grade-tests: $(STAMP)
 	$(PYTEST) tests/grade
+
+# Molecule's scenario (molecule/default) on the local cloud: create, converge,
+# idempotence, verify (testinfra), destroy. Also run by the infra layer.
+molecule: $(STAMP)
+	$(BIN)/molecule test
 
 # A student's own playbook deployed and checked as the grader does it:
 # make own PLAYBOOK=path/to/configure.yaml
@@ -164,18 +199,22 @@ LAYERS ?= unit compat own $(HARNESS_LAYERS)
 endif
 LAYER_TIMES := .cache/make-test-times
 
+BUILD_TIMES := .cache/make-test-builds
+
 test:
-	@mkdir -p $(dir $(LAYER_TIMES)); : > $(LAYER_TIMES)
+	@mkdir -p $(dir $(LAYER_TIMES)); : > $(LAYER_TIMES); : > $(BUILD_TIMES)
 	@for layer in $(LAYERS); do \
 		started=$$(date +%s); \
 		case " $(HARNESS_LAYERS) " in *" $$layer "*) \
 			[ "$(abspath $(PLAYBOOK))" = "$(abspath configure.yaml)" ] || \
 				echo "make test: $$layer tests the harness itself, on the repository's configure.yaml";; esac; \
-		$(MAKE) --no-print-directory $$layer $$(case " $(HARNESS_LAYERS) " in *" $$layer "*) echo PLAYBOOK=configure.yaml;; esac) || exit $$?; \
+		DCGAN_BUILD_TIMES=$(abspath $(BUILD_TIMES)) $(MAKE) --no-print-directory $$layer $$(case " $(HARNESS_LAYERS) " in *" $$layer "*) echo PLAYBOOK=configure.yaml;; esac) || exit $$?; \
 		echo "$$layer $$(( $$(date +%s) - started ))" >> $(LAYER_TIMES); \
 	done
 	@echo "make test: every layer passed; time per layer:"
 	@awk '{ total += $$2; printf "  %-12s %3d min %02d s\n", $$1, $$2 / 60, $$2 % 60 } END { printf "  %-12s %3d min %02d s\n", "total", total / 60, total % 60 }' $(LAYER_TIMES)
+	@if [ -s $(BUILD_TIMES) ]; then echo "built on this machine during the run (a warm machine builds none):"; \
+		awk '{ s = $$1; $$1 = ""; printf "  %3d min %02d s %s\n", s / 60, s % 60, $$0 }' $(BUILD_TIMES); fi
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) .tox .pytest_cache

@@ -32,7 +32,8 @@ if str(AWS_TESTS) not in sys.path:
 from moto_cloud import BIN_DIR, PROJECT_FILTERS, REPO_ROOT, run_to_completion
 
 from dcgan_harness.grade.run import redirect_upstream_on
-from dcgan_harness.localcloud import down, status, up
+from dcgan_harness.targets.docker_vms import DockerVms
+from dcgan_harness.localcloud import down, status
 
 # Debian 11 has the course VM's python3-docker 4.1.0 and docker.io 20.10.
 VM_IMAGE = "bullseye"
@@ -146,10 +147,10 @@ class Backer:
         run_id = f"{self.run_prefix}-{len(self.run_ids) + 1}"
         self.run_ids.append(run_id)
         try:
-            cloud = up(1, run_id, client=self.client, images=self.images, authorized_keys=[self.public_key])
-            vm = cloud.vms[0]
+            target = DockerVms(1, run_id, client=self.client, images=self.images, authorized_keys=[self.public_key]).up()
+            vm = target.machines[0]
             # The VM clones github.com/otavioon/Distributed-DCGAN from the served stand-in.
-            redirect_upstream_on(self.client, vm.name, self.served_url)
+            redirect_upstream_on(vm, self.served_url)
         except Exception as error:  # noqa: BLE001 - any failure is the test's to report, not the thread's
             self.failed.add(instance_id)
             self.errors.append(f"backing {instance_id} ({address}) failed: {error}")
