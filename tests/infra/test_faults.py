@@ -312,7 +312,8 @@ def test_sigterm_mid_playbook_stops_the_whole_tree_and_removes_the_run(docker_cl
     """CI cancels a job with SIGTERM to the harness alone: ansible-playbook, its workers and
     SSH connections must stop with it, and the run's VM and volume must go."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dcgan_harness", "run", "--fast", "--offline", "--results-dir", str(tmp_path / "res")],
+        [sys.executable, "-m", "dcgan_harness", "run", "--vms", "docker", "--fast", "--offline",
+         "--results-dir", str(tmp_path / "res")],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ), start_new_session=True,
     )
@@ -387,9 +388,18 @@ SMALL_DOCKER_STORAGE = "300m"
 def test_disk_preflight_stops_the_play_in_one_line_before_building(docker_client, vm_image, run_id, tmp_path):
     """/var/lib/docker on a 300 MB volume: the play fails before the build, naming free and needed space."""
     from dcgan_harness.localcloud import serve_app
-    from dcgan_harness.localrun import FAST_EXTRA_ARGS, FAST_MNIST_LIMIT, OFFLINE_APP, LocalSession, RunOptions, stage_mnist
+    from dcgan_harness.localrun import (
+        FAST_EXTRA_ARGS,
+        FAST_MNIST_LIMIT,
+        OFFLINE_APP,
+        LocalSession,
+        RunOptions,
+        stage_mnist,
+    )
+    from dcgan_harness.targets.docker_vms import DockerVms
 
-    cloud = vms.up(nodes=1, run_id=run_id, client=docker_client, docker_storage_size=SMALL_DOCKER_STORAGE)
+    target = DockerVms(1, run_id, client=docker_client, docker_storage_size=SMALL_DOCKER_STORAGE).up()
+    cloud = target.cloud
     container = docker_client.containers.get(cloud.vms[0].name)
     code, size = container.exec_run(["df", "-B1", "--output=size", "/var/lib/docker"])
     assert code == 0 and int(size.decode().split()[-1]) <= 300 * 1024 * 1024, size
@@ -397,7 +407,7 @@ def test_disk_preflight_stops_the_play_in_one_line_before_building(docker_client
     options = RunOptions(
         app="offline", mnist_limit=FAST_MNIST_LIMIT, extra_args=FAST_EXTRA_ARGS, results_dir=tmp_path / "resultados"
     )
-    session = LocalSession(options, cloud, served.url, served.commit, stage_mnist(options, tmp_path))
+    session = LocalSession(options, cloud, target, served.url, served.commit, stage_mnist(options, tmp_path))
 
     result = session.deploy(echo=False)
 

@@ -27,8 +27,15 @@ import time
 import pytest
 
 from dcgan_harness.localcloud import serve_app, vms
-from dcgan_harness.localrun import FAST_EXTRA_ARGS, OFFLINE_APP, LocalSession, RunOptions, stage_mnist
+from dcgan_harness.localrun import (
+    FAST_EXTRA_ARGS,
+    OFFLINE_APP,
+    LocalSession,
+    RunOptions,
+    stage_mnist,
+)
 from dcgan_harness.output import Expectations, check_complete, parse_output_file
+from dcgan_harness.targets.docker_vms import DockerVms
 
 MNIST_LIMIT = 1024
 ITERATIONS = 8  # ceil(1024 / 128)
@@ -86,12 +93,13 @@ def fresh_vm(docker_client, tmp_path_factory, prefix: str, **up_options):
     run_id = prefix + vms.new_run_id()
     work = tmp_path_factory.mktemp("playbook-faults")
     try:
-        cloud = vms.up(nodes=1, run_id=run_id, client=docker_client, **up_options)
+        target = DockerVms(1, run_id, client=docker_client, **up_options).up()
+        cloud = target.cloud
         served = serve_app(OFFLINE_APP, run_id)
         options = RunOptions(
             app="offline", mnist_limit=MNIST_LIMIT, extra_args=FAST_EXTRA_ARGS, results_dir=work / "resultados"
         )
-        session = LocalSession(options, cloud, served.url, served.commit, stage_mnist(options, work))
+        session = LocalSession(options, cloud, target, served.url, served.commit, stage_mnist(options, work))
         yield session, docker_client.containers.get(cloud.vms[0].name)
     finally:
         vms.down(run_id, client=docker_client)
