@@ -111,8 +111,9 @@ def test_a_submission_graded_after_the_poisoner_and_cloud_down_builds_on_the_pub
     reported = next(line for line in log.splitlines() if '"victim_layers=' in line)
     layers = DIGEST.findall(reported)
     published = docker.from_env().images.get(RUNTIME_IMAGE).attrs["RootFS"]["Layers"]
-    # The published runtime's layers, then the one of the app's only RUN step: nothing pushed in between.
-    assert layers[: len(published)] == published and len(layers) == len(published) + 1, (layers, published)
+    # Exactly the published runtime's layers: the app's only RUN step changes no file, so it adds
+    # none, and a runtime rebuilt with anything in it would have added one.
+    assert layers == published, (layers, published)
     assert '"victim_poisoned=no"' in log, log[-3000:]
 
 
